@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Run one molecule scenario the way every scenario is run: create, prepare, converge, idempotence
+# (second converge: zero changed), a --check --diff converge that must also report zero changed,
+# verify, destroy. Prints the scenario's wall time.
+set -euo pipefail
+scenario=$1
+start=$(date +%s)
+cleanup() { molecule destroy -s "$scenario" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+molecule destroy -s "$scenario"
+molecule syntax -s "$scenario"
+molecule create -s "$scenario"
+molecule prepare -s "$scenario"
+molecule converge -s "$scenario"
+molecule idempotence -s "$scenario"
+log=$(mktemp)
+molecule converge -s "$scenario" -- --check --diff 2>&1 | tee "$log"
+if ! grep -E '^\S+ +: ok=' "$log" >/dev/null || grep -E '^\S+ +: ok=.* changed=[1-9]' "$log"; then
+  echo "molecule/$scenario: the --check --diff run after converging reported changes (or no recap)" >&2
+  exit 1
+fi
+rm -f "$log"
+molecule verify -s "$scenario"
+molecule destroy -s "$scenario"
+trap - EXIT
+echo "molecule/$scenario: passed in $(($(date +%s) - start)) s"

@@ -1,0 +1,40 @@
+# Copyright: k8router.edge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters for the router role: thin wrappers around ``module_utils._net`` and ``_routerset``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ansible_collections.k8router.edge.plugins.module_utils._net import bird_name, interface_networks, pool_addresses
+from ansible_collections.k8router.edge.plugins.module_utils._routerset import resolve_clusters, router_set_errors
+
+# Host variables naming a node's address, most specific first.
+ADDRESS_VARS = ("k8router_node_ip", "ansible_host")
+
+
+def _resolve_clusters(
+    clusters: Sequence[Mapping[str, Any]], groups: Mapping[str, Sequence[str]], hostvars: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    addresses: dict[str, object] = {}
+    for hosts in groups.values():
+        for host in hosts:
+            if host in addresses or host not in hostvars:
+                continue
+            hvars = hostvars[host]
+            addresses[host] = next((hvars.get(v) for v in ADDRESS_VARS if hvars.get(v)), None)
+    return resolve_clusters(clusters, groups, addresses)
+
+
+class FilterModule:
+    """Router role filters."""
+
+    def filters(self) -> dict[str, Callable[..., Any]]:
+        return {
+            "resolve_clusters": _resolve_clusters,
+            "router_set_errors": router_set_errors,
+            "interface_networks": interface_networks,
+            "bird_name": bird_name,
+            "pool_addresses": pool_addresses,
+        }
