@@ -42,7 +42,8 @@ def interface_networks(facts: Mapping[str, Any]) -> list[str]:
 
     ``facts`` is ``ansible_facts``: ``interfaces`` names the interfaces, each one's facts sit
     under its name (``-`` replaced by ``_``) with ``ipv4``, ``ipv4_secondaries`` and ``ipv6``.
-    Loopback and link-local networks are left out: a VIP never belongs there.
+    Loopback, link-local and single-address networks (VIPs already held) are left out: they
+    say nothing about where a VIP may live.
     """
     found: list[str] = []
     for name in facts.get("interfaces", []):
@@ -66,7 +67,7 @@ def interface_networks(facts: Mapping[str, Any]) -> list[str]:
                 net = ipaddress.ip_interface(f"{address}/{mask}").network
             except ValueError:
                 continue
-            if net.is_loopback or net.is_link_local:
+            if net.is_loopback or net.is_link_local or net.num_addresses == 1:
                 continue
             text = str(net)
             if text not in found:
