@@ -394,7 +394,7 @@ def load_rbac_documents(
     pod_namespaces: Sequence[str] = ("ingress-nginx",), path: Path = RBAC_FILE
 ) -> list[dict[str, Any]]:
     """``lab/rbac/k8router.yaml`` with its pod-reader Role + RoleBinding repeated for each ``pod_namespaces``."""
-    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    docs = [d for d in yaml.safe_load(path.read_text())["items"] if d]
     out: list[dict[str, Any]] = []
     for doc in docs:
         if doc["kind"] in ("Role", "RoleBinding") and doc["metadata"]["name"] == K8ROUTER_POD_READER_ROLE:

@@ -12,7 +12,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ansible_collections.k8router.edge.plugins.module_utils._net import IPAddress, IPNetwork, parse_address, parse_network
+from ansible_collections.k8router.edge.plugins.module_utils._net import (
+    IPAddress,
+    IPNetwork,
+    parse_address,
+    parse_network,
+)
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 AS_TRANS = 23456
@@ -126,7 +131,9 @@ class _Checker:
             self.vip(f"{where}.api_vip", cluster["api_vip"])
             key = (str(cluster["api_vip"]), int(cluster.get("api_port") or 6443))
             if key in self.api_endpoints:
-                self.errors.append(f"{where}.api_vip: {key[0]}:{key[1]} is also the API endpoint of {self.api_endpoints[key]}")
+                self.errors.append(
+                    f"{where}.api_vip: {key[0]}:{key[1]} is also the API endpoint of {self.api_endpoints[key]}"
+                )
             self.api_endpoints[key] = where
             ca_cert = cluster.get("ca_cert")
             if not isinstance(ca_cert, str) or "-----BEGIN CERTIFICATE-----" not in ca_cert:
