@@ -8,10 +8,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ansible_collections.k8router.edge.plugins.module_utils._net import bird_name, interface_networks, pool_addresses
-from ansible_collections.k8router.edge.plugins.module_utils._routerset import resolve_clusters, router_set_errors
+from ansible_collections.k8router.edge.plugins.module_utils._routerset import (
+    INVENTORY_FIELDS,
+    resolve_clusters,
+    router_set_errors,
+)
 
 # Host variables naming a node's address, most specific first.
 ADDRESS_VARS = ("k8router_node_ip", "ansible_host")
+INVENTORY_VARS = tuple(f"k8router_cluster_{f}" for f in INVENTORY_FIELDS)
 
 
 def _resolve_clusters(
@@ -24,7 +29,15 @@ def _resolve_clusters(
                 continue
             hvars = hostvars[host]
             addresses[host] = next((hvars.get(v) for v in ADDRESS_VARS if hvars.get(v)), None)
-    return resolve_clusters(clusters, groups, addresses)
+    # The variables of each cluster's group, as any of its hosts sees them.
+    inventory_vars: dict[str, Mapping[str, Any]] = {}
+    for cluster in clusters:
+        name = str(cluster.get("name", ""))
+        members = groups.get(name.replace("-", "_"), [])
+        if members and members[0] in hostvars:
+            hvars = hostvars[members[0]]
+            inventory_vars[name] = {k: hvars[k] for k in INVENTORY_VARS if k in hvars}
+    return resolve_clusters(clusters, groups, addresses, inventory_vars)
 
 
 class FilterModule:

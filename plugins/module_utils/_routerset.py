@@ -51,20 +51,32 @@ def group_members(hosts: Iterable[str], addresses: Mapping[str, object]) -> list
     return members
 
 
+# Cluster fields the clusters inventory plugin provides as variables of the group <cluster>.
+INVENTORY_FIELDS = ("api_vip", "bgp_as", "pod_cidrs", "service_cidrs")
+
+
 def resolve_clusters(
     clusters: Sequence[Mapping[str, Any]],
     groups: Mapping[str, Sequence[str]],
     addresses: Mapping[str, object],
+    inventory_vars: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """``clusters`` with defaults filled in and empty member lists taken from inventory groups.
+    """``clusters`` with defaults filled in, and what they leave out taken from the inventory.
 
-    ``<cluster>_control_plane`` and ``<cluster>_workers`` (``-`` in the name becomes ``_``) are
-    used when the cluster gives no explicit ``control_plane`` or ``workers`` list.
+    Member lists: ``<cluster>_control_plane`` and ``<cluster>_workers`` (``-`` in the name becomes
+    ``_``) when the cluster gives no explicit ``control_plane`` or ``workers``. ``api_vip``,
+    ``bgp_as``, ``pod_cidrs`` and ``service_cidrs``: the ``k8router_cluster_<field>`` variables of
+    the cluster's group (``inventory_vars`` maps a cluster name to them).
     """
     resolved: list[dict[str, Any]] = []
     for cluster in clusters:
-        item: dict[str, Any] = {**CLUSTER_DEFAULTS, **{k: v for k, v in cluster.items() if v is not None}}
-        name = str(item.get("name", ""))
+        given = {k: v for k, v in cluster.items() if v is not None and v != []}
+        name = str(given.get("name", ""))
+        known = (inventory_vars or {}).get(name, {})
+        from_inventory = {
+            f: known[f"k8router_cluster_{f}"] for f in INVENTORY_FIELDS if f"k8router_cluster_{f}" in known
+        }
+        item: dict[str, Any] = {**CLUSTER_DEFAULTS, **from_inventory, **given}
         for role in ("control_plane", "workers"):
             if not item[role]:
                 item[role] = group_members(groups.get(group_name(name, role), []), addresses)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ansible_collections.k8router.edge.plugins.module_utils._net import (
     bird_name,
     interface_networks,

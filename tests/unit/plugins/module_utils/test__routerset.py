@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from ansible_collections.k8router.edge.plugins.module_utils._routerset import (
     group_members,
     resolve_clusters,
@@ -200,3 +201,20 @@ def test_resolve_clusters_fills_members_from_groups() -> None:
     assert first["pod_cidrs"] == []
     assert second["workers"] == explicit
     assert second["control_plane"] == []
+
+
+def test_resolve_clusters_takes_what_is_left_out_from_the_inventory() -> None:
+    inventory_vars = {
+        "alpha": {
+            "k8router_cluster_pod_cidrs": ["10.244.0.0/16"],
+            "k8router_cluster_service_cidrs": ["10.96.0.0/12"],
+            "k8router_cluster_bgp_as": 64512,
+            "k8router_cluster_api_vip": "10.0.0.250",
+        }
+    }
+    given = {"name": "alpha", "service_cidrs": ["10.100.0.0/16"], "pod_cidrs": []}
+    (item,) = resolve_clusters([given], {}, {}, inventory_vars)
+    assert item["pod_cidrs"] == ["10.244.0.0/16"]
+    assert item["service_cidrs"] == ["10.100.0.0/16"]
+    assert item["bgp_as"] == 64512
+    assert item["api_vip"] == "10.0.0.250"
