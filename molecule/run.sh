@@ -15,7 +15,8 @@ molecule converge -s "$scenario"
 molecule idempotence -s "$scenario"
 log=$(mktemp)
 molecule converge -s "$scenario" -- --check --diff 2>&1 | tee "$log"
-if ! grep -E '^\S+ +: ok=' "$log" >/dev/null || grep -E '^\S+ +: ok=.* changed=[1-9]' "$log"; then
+recap=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E ': ok=[0-9]+ +changed=[0-9]+' || true)
+if [ -z "$recap" ] || grep -E 'changed=[1-9]' <<<"$recap"; then
   echo "molecule/$scenario: the --check --diff run after converging reported changes (or no recap)" >&2
   exit 1
 fi
