@@ -242,7 +242,8 @@ def test_endpoint_slice_lists_the_controller_pods(admin: k8s.ApiClient, loaded: 
 def test_ingresses_and_classes(admin: k8s.ApiClient, loaded: Loaded) -> None:
     net = k8s.NetworkingV1Api(admin)
     classes = {c["metadata"]["name"]: c["spec"]["controller"] for c in wire(net.list_ingress_class())["items"]}
-    assert classes == {"nginx": "k8s.io/ingress-nginx", "internal": "example.com/internal"}
+    # other tests of the session add classes of their own to these clusters
+    assert classes.items() >= {"nginx": "k8s.io/ingress-nginx", "internal": "example.com/internal"}.items()
     spec = wire(net.read_namespaced_ingress(loaded.ingress, loaded.app_ns))["spec"]
     assert spec["ingressClassName"] == "nginx"
     (rule,) = spec["rules"]

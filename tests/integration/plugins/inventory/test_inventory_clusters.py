@@ -42,7 +42,7 @@ def nodes(clusters: list[kubelab.Cluster]) -> Iterator[dict[str, kubelab.Cluster
     yield by_name
     for cluster_name, nodes in NODES.items():
         with by_name[cluster_name].api_client() as api:
-            for name, *_ in nodes:
+            for name, *_rest in nodes:
                 k8s.CoreV1Api(api).delete_node(name)
 
 

@@ -1,0 +1,142 @@
+# Copyright: k8router.edge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Argument specs of k8router and k8router_info, and their translation into the engine's Options."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+IMPORT_ERRORS: dict[str, str | None] = {}
+for _lib in ("kubernetes", "cryptography"):
+    try:
+        __import__(_lib)
+        IMPORT_ERRORS[_lib] = None
+    except ImportError:
+        IMPORT_ERRORS[_lib] = traceback.format_exc()
+
+_CERT = {"cert": {"type": "path", "required": True}, "key": {"type": "path"}}
+
+CLUSTER_ARGS: dict[str, Any] = {
+    "clusters": {
+        "type": "list",
+        "elements": "dict",
+        "required": True,
+        "options": {
+            "name": {"type": "str", "required": True},
+            "kubeconfig": {"type": "path", "required": True},
+            "context": {"type": "str"},
+            "ingress_controller": {
+                "type": "dict",
+                "default": {},
+                "options": {
+                    "namespace": {"type": "str", "default": "ingress-nginx"},
+                    "service": {"type": "str", "default": "ingress-nginx-controller"},
+                    "port": {"type": "str", "default": "http"},
+                },
+            },
+            "ingress_classes": {"type": "list", "elements": "str", "default": ["nginx"]},
+            "weight": {"type": "int", "default": 100},
+            "state": {"type": "str", "choices": ["active", "drain", "offline"], "default": "active"},
+            "allowed_hosts": {"type": "list", "elements": "str"},
+        },
+    },
+    "request_timeout": {"type": "float", "default": 10},
+    "state_dir": {"type": "path", "default": "/var/lib/k8router"},
+    "max_age": {"type": "int", "default": 3600},
+}
+
+CONVERGE_ARGS: dict[str, Any] = {
+    **CLUSTER_ARGS,
+    "certificates": {"type": "list", "elements": "dict", "default": [], "options": _CERT},
+    "certificate_dir": {"type": "path"},
+    "default_certificate": {"type": "dict", "options": _CERT},
+    "expiry_warning_days": {"type": "int", "default": 21},
+    "backend_tls": {"type": "bool", "default": False},
+    "backend_ca_file": {"type": "path"},
+    "haproxy": {
+        "type": "dict",
+        "default": {},
+        "options": {
+            "config": {"type": "path", "default": "/etc/haproxy/haproxy.cfg"},
+            "conf_dir": {"type": "path", "default": "/etc/haproxy/k8router.d"},
+            "data_dir": {"type": "path", "default": "/etc/haproxy/k8router"},
+            "socket": {"type": "path", "default": "/run/haproxy/admin.sock"},
+            "binary": {"type": "str", "default": "haproxy"},
+            "reload_command": {"type": "list", "elements": "str", "default": ["systemctl", "reload", "haproxy"]},
+        },
+    },
+    "lock_timeout": {"type": "float", "default": 30},
+    "state": {"type": "str", "choices": ["present", "rendered"], "default": "present"},
+}
+
+INFO_ARGS: dict[str, Any] = {
+    **CLUSTER_ARGS,
+    "certificates": CONVERGE_ARGS["certificates"],
+    "certificate_dir": CONVERGE_ARGS["certificate_dir"],
+    "expiry_warning_days": CONVERGE_ARGS["expiry_warning_days"],
+}
+
+
+def options_from_params(params: Mapping[str, Any]) -> Any:
+    """The engine's Options from the validated module parameters (raises K8RouterError on bad values)."""
+    from ansible_collections.k8router.edge.plugins.module_utils._cluster import ClusterSource  # noqa: PLC0415
+    from ansible_collections.k8router.edge.plugins.module_utils._converge import (  # noqa: PLC0415
+        HaproxyPaths,
+        Options,
+        certificate_files,
+    )
+    from ansible_collections.k8router.edge.plugins.module_utils._errors import K8RouterError  # noqa: PLC0415
+    from ansible_collections.k8router.edge.plugins.module_utils._model import ClusterSettings  # noqa: PLC0415
+    from ansible_collections.k8router.edge.plugins.module_utils._routerset import DNS_LABEL  # noqa: PLC0415
+
+    clusters = []
+    seen: set[str] = set()
+    for index, item in enumerate(params["clusters"]):
+        name = item["name"]
+        if not DNS_LABEL.match(name) or name in seen:
+            raise K8RouterError(f"clusters[{index}].name: {name!r} must be a DNS label, unique among the clusters")
+        seen.add(name)
+        if not 1 <= item["weight"] <= 256:
+            raise K8RouterError(f"clusters[{name}].weight: {item['weight']} is not between 1 and 256")
+        ctl = item["ingress_controller"] or {}
+        source = ClusterSource(
+            name=name,
+            kubeconfig=item["kubeconfig"],
+            context=item["context"],
+            controller_namespace=ctl.get("namespace") or "ingress-nginx",
+            controller_service=ctl.get("service") or "ingress-nginx-controller",
+            controller_port=str(ctl.get("port") or "http"),
+            ingress_classes=tuple(item["ingress_classes"]),
+            timeout=float(params["request_timeout"]),
+        )
+        allowed = item["allowed_hosts"]
+        settings = ClusterSettings(name, item["weight"], item["state"], tuple(allowed) if allowed is not None else None)
+        clusters.append((source, settings))
+    certs = [(c["cert"], c.get("key")) for c in params["certificates"]]
+    try:
+        files = certificate_files(certs, params.get("certificate_dir"))
+    except OSError as exc:
+        raise K8RouterError(f"certificate_dir: {exc}") from exc
+    default = params.get("default_certificate")
+    hap = params.get("haproxy") or {}
+    return Options(
+        clusters=tuple(clusters),
+        certificate_files=tuple(files),
+        default_certificate=(default["cert"], default.get("key")) if default else None,
+        haproxy=HaproxyPaths(
+            config=hap.get("config") or HaproxyPaths.config,
+            conf_dir=hap.get("conf_dir") or HaproxyPaths.conf_dir,
+            data_dir=hap.get("data_dir") or HaproxyPaths.data_dir,
+            socket=hap.get("socket") or HaproxyPaths.socket,
+            binary=hap.get("binary") or HaproxyPaths.binary,
+            reload_command=tuple(hap.get("reload_command") or HaproxyPaths.reload_command),
+        ),
+        state_dir=params["state_dir"],
+        max_age=float(params["max_age"]),
+        lock_timeout=float(params.get("lock_timeout") or 30),
+        expiry_days=int(params["expiry_warning_days"]),
+        backend_tls=bool(params.get("backend_tls")),
+        backend_ca_file=params.get("backend_ca_file"),
+    )

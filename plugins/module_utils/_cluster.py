@@ -1,0 +1,169 @@
+# Copyright: k8router.edge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Reading a cluster: its Ingresses (by class) and its ingress controller's ready pods.
+
+The only module here that talks to Kubernetes. A list is complete or the cluster counts as
+failed (ClusterReadError): never a partial picture.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from ansible_collections.k8router.edge.plugins.module_utils._errors import ClusterReadError
+from ansible_collections.k8router.edge.plugins.module_utils._hosts import host_problem
+from ansible_collections.k8router.edge.plugins.module_utils._model import Backend, ClusterSnapshot
+
+try:
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
+
+    HAS_KUBERNETES = True
+except ImportError:  # reported by the module through missing_required_lib
+    HAS_KUBERNETES = False
+
+PAGE = 500
+DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
+LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+
+
+@dataclass(frozen=True)
+class ClusterSource:
+    """Where and how to read one cluster."""
+
+    name: str
+    kubeconfig: str
+    context: str | None
+    controller_namespace: str
+    controller_service: str
+    controller_port: str  # a port name, or a number as text
+    ingress_classes: tuple[str, ...]
+    timeout: float = 10.0
+
+
+def _paged(call: Callable[..., Any], **kwargs: Any) -> list[Any]:
+    """Every item of a list call, following continue tokens; an error anywhere fails the whole list."""
+    items: list[Any] = []
+    token: str | None = None
+    while True:
+        page = call(limit=PAGE, _continue=token, **kwargs) if token else call(limit=PAGE, **kwargs)
+        items.extend(page.items or [])
+        token = page.metadata._continue if page.metadata else None
+        if not token:
+            return items
+
+
+def _port_matches(port: Any, wanted: str) -> bool:
+    return bool(port.name == wanted or (wanted.isdigit() and port.port == int(wanted)))
+
+
+def offered_hosts(
+    ingresses: Sequence[Any], classes: Sequence[Any], served: Sequence[str]
+) -> tuple[dict[str, list[str]], list[str]]:
+    """host -> ["namespace/name", ...] of the Ingresses of the served classes, and warnings.
+
+    An Ingress without a class belongs to the cluster's default IngressClass (or to the legacy
+    class annotation). Invalid hosts are dropped with a warning naming the Ingress.
+    """
+    default = next(
+        (c.metadata.name for c in classes if (c.metadata.annotations or {}).get(DEFAULT_CLASS_ANNOTATION) == "true"),
+        None,
+    )
+    hosts: dict[str, list[str]] = {}
+    warnings: list[str] = []
+    for ing in ingresses:
+        meta, spec = ing.metadata, ing.spec
+        cls = (
+            (spec.ingress_class_name if spec else None)
+            or (meta.annotations or {}).get(LEGACY_CLASS_ANNOTATION)
+            or default
+        )
+        if cls not in served:
+            continue
+        where = f"{meta.namespace}/{meta.name}"
+        names = [r.host for r in (spec.rules or []) if r.host] + [h for t in (spec.tls or []) for h in (t.hosts or [])]
+        for host in names:
+            problem = host_problem(host)
+            if problem is not None:
+                warnings.append(f"ingress {where}: host {host!r} ignored: {problem}")
+                continue
+            sources = hosts.setdefault(host, [])
+            if where not in sources:
+                sources.append(where)
+    return hosts, warnings
+
+
+def ready_backends(slices: Sequence[Any], port: str) -> list[Backend]:
+    """Ready endpoints of the controller's EndpointSlices, on the controller port (sorted, unique)."""
+    found: set[Backend] = set()
+    for eps in slices:
+        number = next((p.port for p in (eps.ports or []) if _port_matches(p, port)), None)
+        if number is None:
+            continue
+        for endpoint in eps.endpoints or []:
+            conditions = endpoint.conditions
+            if conditions is None or conditions.ready is not True:
+                continue
+            for address in endpoint.addresses or []:
+                found.add(Backend(address, int(number)))
+    return sorted(found, key=lambda b: (b.address, b.port))
+
+
+def read_cluster(source: ClusterSource) -> ClusterSnapshot:
+    """One complete snapshot of ``source``, or ClusterReadError saying why not."""
+    if not HAS_KUBERNETES:
+        raise ClusterReadError("the kubernetes Python client is not installed")
+    try:
+        api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=source.kubeconfig, context=source.context
+        )
+    except Exception as exc:
+        raise ClusterReadError(f"cluster {source.name}: kubeconfig {source.kubeconfig}: {exc}") from exc
+    try:
+        net = k8s_client.NetworkingV1Api(api)
+        discovery = k8s_client.DiscoveryV1Api(api)
+        t = source.timeout
+        ingresses = _paged(net.list_ingress_for_all_namespaces, _request_timeout=t)
+        classes = _paged(net.list_ingress_class, _request_timeout=t)
+        slices = _paged(
+            discovery.list_namespaced_endpoint_slice,
+            namespace=source.controller_namespace,
+            label_selector=f"kubernetes.io/service-name={source.controller_service}",
+            _request_timeout=t,
+        )
+    except Exception as exc:
+        status = getattr(exc, "status", None)
+        reason = getattr(exc, "reason", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ClusterReadError(
+            f"cluster {source.name}: " + (f"HTTP {status}: {reason}" if status else str(reason))
+        ) from exc
+    finally:
+        api.close()
+    hosts, warnings = offered_hosts(ingresses, classes, source.ingress_classes)
+    return ClusterSnapshot(
+        name=source.name,
+        read_at=time.time(),
+        hosts=hosts,
+        backends=ready_backends(slices, source.controller_port),
+        warnings=[f"cluster {source.name}: {w}" for w in warnings],
+    )
+
+
+def read_clusters(sources: Sequence[ClusterSource]) -> tuple[dict[str, ClusterSnapshot], dict[str, str]]:
+    """Read every cluster in parallel: snapshots of those read, and the errors of the others."""
+    snapshots: dict[str, ClusterSnapshot] = {}
+    errors: dict[str, str] = {}
+    if not sources:
+        return snapshots, errors
+    with ThreadPoolExecutor(max_workers=min(8, len(sources))) as pool:
+        futures = {s.name: pool.submit(read_cluster, s) for s in sources}
+    for name, future in futures.items():
+        try:
+            snapshots[name] = future.result()
+        except ClusterReadError as exc:
+            errors[name] = str(exc)
+    return snapshots, errors

@@ -1,0 +1,330 @@
+# Copyright: k8router.edge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One k8router run: read, model, plan, render + validate, apply, report.
+
+The I/O lives here and in the drivers (_cluster, _haproxy.RuntimeApi, _state); model, planner
+and renderer are pure. Errors are typed (_errors); the module's main() reports them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ansible_collections.k8router.edge.plugins.module_utils._certs import (
+    Certificate,
+    CertificateError,
+    expiring,
+    load_certificate,
+    select_certificates,
+)
+from ansible_collections.k8router.edge.plugins.module_utils._cluster import ClusterSource, read_clusters
+from ansible_collections.k8router.edge.plugins.module_utils._errors import ConfigInvalidError, RuntimeApiError
+from ansible_collections.k8router.edge.plugins.module_utils._haproxy import (
+    CertEntry,
+    RenderSettings,
+    RuntimeApi,
+    render,
+)
+from ansible_collections.k8router.edge.plugins.module_utils._model import (
+    ClusterSettings,
+    ClusterSnapshot,
+    Model,
+    build_model,
+)
+from ansible_collections.k8router.edge.plugins.module_utils._plan import Plan, make_plan
+from ansible_collections.k8router.edge.plugins.module_utils._state import StateStore, write_atomic
+
+# Runs a command (argv, no shell) and returns (rc, stdout, stderr): AnsibleModule.run_command in the
+# modules, a plain subprocess runner in tests and the lab.
+Runner = Callable[[Sequence[str]], "tuple[int, str, str]"]
+
+
+@dataclass(frozen=True)
+class HaproxyPaths:
+    config: str = "/etc/haproxy/haproxy.cfg"
+    conf_dir: str = "/etc/haproxy/k8router.d"
+    data_dir: str = "/etc/haproxy/k8router"
+    socket: str = "/run/haproxy/admin.sock"
+    binary: str = "haproxy"
+    reload_command: tuple[str, ...] = ("systemctl", "reload", "haproxy")
+
+
+@dataclass(frozen=True)
+class Options:
+    clusters: tuple[tuple[ClusterSource, ClusterSettings], ...]
+    certificate_files: tuple[tuple[str, str | None], ...]  # (cert path, key path or None)
+    default_certificate: tuple[str, str | None] | None
+    haproxy: HaproxyPaths
+    state_dir: str
+    max_age: float
+    lock_timeout: float
+    expiry_days: int
+    backend_tls: bool = False
+    backend_ca_file: str | None = None
+
+
+@dataclass
+class Result:
+    changed: bool = False
+    reloaded: bool = False
+    commands: list[str] = field(default_factory=list)
+    diff: list[dict[str, str]] = field(default_factory=list)
+    hosts: list[dict[str, Any]] = field(default_factory=list)
+    clusters: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    rendered: dict[str, str] = field(default_factory=dict)
+
+
+def _read_file(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def certificate_files(paths: Sequence[tuple[str, str | None]], directory: str | None) -> list[tuple[str, str | None]]:
+    """The given (cert, key) pairs plus those of ``directory``.
+
+    In the directory: ``NAME.pem`` (certificate and key) or ``NAME.crt`` with ``NAME.key``.
+    """
+    found = list(paths)
+    if directory:
+        for entry in sorted(os.listdir(directory)):
+            path = os.path.join(directory, entry)
+            stem, ext = os.path.splitext(entry)
+            if ext == ".pem":
+                found.append((path, None))
+            elif ext == ".crt":
+                key = os.path.join(directory, stem + ".key")
+                found.append((path, key if os.path.exists(key) else None))
+    return found
+
+
+def load_certificates(files: Sequence[tuple[str, str | None]]) -> tuple[list[Certificate], list[str]]:
+    """Every loadable certificate, and a warning for each file that is not (it is left out, nothing else)."""
+    certs: list[Certificate] = []
+    warnings: list[str] = []
+    for cert_path, key_path in files:
+        try:
+            cert_pem = _read_file(cert_path)
+            key_pem = _read_file(key_path) if key_path else None
+            if cert_pem is None or (key_path and key_pem is None):
+                raise CertificateError(f"{cert_path}: file not found")
+            certs.append(load_certificate(cert_pem, key_pem, cert_path))
+        except CertificateError as exc:
+            warnings.append(f"certificate left out: {exc}")
+        except OSError as exc:
+            warnings.append(f"certificate left out: {cert_path}: {exc}")
+    return certs, warnings
+
+
+def _snapshots(opts: Options, store: StateStore, result: Result, persist: bool) -> dict[str, ClusterSnapshot]:
+    """Fresh snapshots where a cluster answered; last-known-good ones (younger than max_age) where not."""
+    active = [(src, cfg) for src, cfg in opts.clusters if cfg.state != "offline"]
+    fresh, errors = read_clusters([pair[0] for pair in active])
+    snapshots: dict[str, ClusterSnapshot] = {}
+    now = time.time()
+    for src, cfg in active:
+        snap = fresh.get(src.name)
+        status: dict[str, Any] = {"name": src.name, "state": cfg.state}
+        if snap is not None:
+            result.warnings.extend(snap.warnings)
+            if persist:
+                store.save_snapshot(snap)
+            status.update(read="fresh", age=0)
+        else:
+            snap = store.load_snapshot(src.name)
+            age = now - snap.read_at if snap else None
+            if snap is not None and age is not None and age <= opts.max_age:
+                result.warnings.append(f"{errors[src.name]}; serving its last-known-good state from {age:.0f} s ago")
+                status.update(read="last-known-good", age=round(age), error=errors[src.name])
+            else:
+                why = "no last-known-good state" if snap is None else f"last-known-good state is {age:.0f} s old"
+                result.warnings.append(f"{errors[src.name]}; {why} (max_age {opts.max_age:g} s): not served")
+                status.update(read="failed", error=errors[src.name])
+                snap = None
+        if snap is not None:
+            snapshots[src.name] = snap
+            status.update(hosts=len(snap.hosts), backends=len(snap.backends))
+        result.clusters.append(status)
+    for src, cfg in opts.clusters:
+        if cfg.state == "offline":
+            result.clusters.append({"name": src.name, "state": "offline", "read": "skipped"})
+    return snapshots
+
+
+def _cert_entries(model: Model, certs: Sequence[Certificate], result: Result, expiry_days: int) -> list[CertEntry]:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    chosen = select_certificates(list(model.hosts), certs, now)
+    by_cert: dict[str, list[str]] = {}
+    cert_of: dict[str, Certificate] = {}
+    for host, servings in model.hosts.items():
+        pick = chosen[host]
+        row: dict[str, Any] = {
+            "host": host,
+            "clusters": [s.cluster for s in servings],
+            "backends": sum(len(s.backends) for s in servings if s.weight),
+            "certificate": pick.certificate.source if pick.certificate else None,
+            "expires": pick.certificate.not_after.isoformat() if pick.certificate else None,
+        }
+        result.hosts.append(row)
+        if pick.certificate is None:
+            result.warnings.append(f"host {host}: {pick.problem}; the default certificate answers for it")
+            continue
+        by_cert.setdefault(pick.certificate.fingerprint, []).append(host)
+        cert_of[pick.certificate.fingerprint] = pick.certificate
+    for cert in expiring(certs, now, expiry_days):
+        result.warnings.append(f"certificate {cert.source} expires {cert.not_after.isoformat()}")
+    return [CertEntry(fp, cert_of[fp].pem, tuple(hosts)) for fp, hosts in sorted(by_cert.items())]
+
+
+def _validate(desired: Mapping[str, bytes], paths: HaproxyPaths, workdir: str, runner: Runner) -> None:
+    """``haproxy -c`` on the candidate set (main file + k8router's files + the others of conf_dir)."""
+    data, conf = paths.data_dir.rstrip("/"), paths.conf_dir.rstrip("/")
+    cand = tempfile.mkdtemp(prefix="candidate-", dir=workdir)
+    try:
+        cand_data, cand_conf = os.path.join(cand, "data"), os.path.join(cand, "conf")
+        if os.path.isdir(data):
+            shutil.copytree(data, cand_data, dirs_exist_ok=True)
+        os.makedirs(os.path.join(cand_data, "certs"), exist_ok=True)
+        os.makedirs(cand_conf, exist_ok=True)
+        for entry in os.listdir(conf) if os.path.isdir(conf) else []:
+            if entry.endswith(".cfg"):
+                shutil.copy(os.path.join(conf, entry), cand_conf)
+        for path, content in desired.items():
+            target = (
+                cand_data + path[len(data) :]
+                if path.startswith(data + "/")
+                else os.path.join(cand_conf, os.path.basename(path))
+            )
+            with open(target, "wb") as handle:
+                handle.write(content.replace(data.encode() + b"/", cand_data.encode() + b"/"))
+        main = os.path.join(cand, "haproxy.cfg")
+        with open(paths.config, "rb") as src, open(main, "wb") as dst:
+            dst.write(src.read().replace(data.encode() + b"/", cand_data.encode() + b"/"))
+        rc, out, err = runner([paths.binary, "-c", "-f", main, "-f", cand_conf])
+        if rc != 0:
+            raise ConfigInvalidError((out + err).strip().replace(cand_data, data).replace(cand_conf, conf), [])
+    finally:
+        shutil.rmtree(cand, ignore_errors=True)
+
+
+def _apply(plan: Plan, paths: HaproxyPaths, result: Result, runner: Runner) -> None:
+    os.makedirs(os.path.join(paths.data_dir, "certs"), mode=0o750, exist_ok=True)
+    # certificates first, then maps and crt-list, then the backends: each file is complete when haproxy sees it
+    for path in sorted(plan.write, key=lambda p: (not p.endswith(".pem"), p.endswith(".cfg"), p)):
+        write_atomic(path, plan.write[path], 0o600 if path.endswith(".pem") else 0o640)
+    for path in plan.remove:
+        os.unlink(path)
+    if plan.commands:
+        try:
+            RuntimeApi(paths.socket).apply(plan.commands)
+            result.commands = list(plan.commands)
+        except (RuntimeApiError, OSError) as exc:
+            result.warnings.append(f"runtime update failed ({exc}); reloading instead")
+            plan.reload = True
+    if plan.reload:
+        api = RuntimeApi(paths.socket)
+        before = api.worker_pid()
+        rc, out, err = runner(list(paths.reload_command))
+        if rc != 0:
+            command = " ".join(paths.reload_command)
+            raise RuntimeApiError(f"reload command {command} failed ({rc}): {(out + err).strip()}")
+        if before is not None and not api.wait_for_new_worker(before):
+            result.warnings.append("haproxy was reloaded but no new worker answered on its socket within 15 s")
+        result.reloaded = True
+
+
+def run(
+    opts: Options, runner: Runner, *, check_mode: bool = False, diff: bool = False, rendered_only: bool = False
+) -> Result:
+    """One run. ``rendered_only`` (state: rendered) and ``check_mode`` change nothing on the host."""
+    result = Result()
+    store = StateStore(opts.state_dir)
+    persist = not (check_mode or rendered_only)
+    if persist:
+        with store.lock(opts.lock_timeout):
+            return _run_locked(
+                opts, store, result, runner, check_mode=check_mode, diff=diff, rendered_only=rendered_only
+            )
+    return _run_locked(opts, store, result, runner, check_mode=check_mode, diff=diff, rendered_only=rendered_only)
+
+
+def _run_locked(
+    opts: Options,
+    store: StateStore,
+    result: Result,
+    runner: Runner,
+    *,
+    check_mode: bool,
+    diff: bool,
+    rendered_only: bool,
+) -> Result:
+    snapshots = _snapshots(opts, store, result, persist=not (check_mode or rendered_only))
+    model = build_model([pair[1] for pair in opts.clusters], snapshots)
+    result.warnings.extend(model.warnings)
+    certs, cert_warnings = load_certificates(opts.certificate_files)
+    result.warnings.extend(cert_warnings)
+    entries = _cert_entries(model, certs, result, opts.expiry_days)
+    default = _default_certificate(opts, result)
+    sources: dict[str, list[str]] = {}
+    for snap in snapshots.values():
+        for host, src in snap.hosts.items():
+            sources.setdefault(host, []).extend(f"{snap.name}:{s}" for s in src)
+    settings = RenderSettings(
+        opts.haproxy.conf_dir, opts.haproxy.data_dir, opts.backend_tls, opts.backend_ca_file, default
+    )
+    desired = render(model, entries, settings, sources)
+    if rendered_only:
+        result.rendered = {
+            p: ("(certificate and key)" if p.endswith(".pem") else d.decode()) for p, d in desired.files.items()
+        }
+        return result
+    certs_dir = os.path.join(opts.haproxy.data_dir, "certs")
+    existing = sorted(os.listdir(certs_dir)) if os.path.isdir(certs_dir) else []
+    stale = [
+        os.path.join(certs_dir, e)
+        for e in existing
+        if e.endswith(".pem") and os.path.join(certs_dir, e) not in desired.files
+    ]
+    current = {path: _read_file(path) for path in desired.files}
+    plan = make_plan(desired, current, store.load_layout(), stale)
+    result.changed = plan.changed
+    result.commands = list(plan.commands)
+    if diff:
+        result.diff = plan.diff(current)
+    if check_mode or not plan.changed:
+        return result
+    if plan.write or plan.remove:
+        try:
+            _validate(desired.files, opts.haproxy, opts.state_dir, runner)
+        except ConfigInvalidError as exc:
+            kept = []
+            for path, content in plan.write.items():
+                if not path.endswith(".pem"):
+                    write_atomic(path + ".rejected", content, 0o640)
+                    kept.append(path + ".rejected")
+            raise ConfigInvalidError(
+                f"haproxy rejected the candidate configuration (kept in {', '.join(kept)}): {exc}", kept
+            ) from None
+    result.commands = []
+    _apply(plan, opts.haproxy, result, runner)
+    store.save_layout(desired.layout())
+    return result
+
+
+def _default_certificate(opts: Options, result: Result) -> bytes | None:
+    """The configured default certificate's PEM, or None for the router role's fallback certificate."""
+    if opts.default_certificate is None:
+        return None
+    certs, warnings = load_certificates([opts.default_certificate])
+    result.warnings.extend(w.replace("certificate left out", "default certificate left out") for w in warnings)
+    return certs[0].pem if certs else None

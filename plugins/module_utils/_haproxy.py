@@ -1,0 +1,243 @@
+# Copyright: k8router.edge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""haproxy: the renderer (pure), the one escape function, and the runtime API driver.
+
+Layout written by k8router (the router role's main file refers to the maps and the crt-list):
+
+- ``<conf_dir>/50-k8router.cfg``: one backend per host, with server slots per cluster;
+- ``<data_dir>/hosts.map`` and ``<data_dir>/wildcards.map``: host -> backend;
+- ``<data_dir>/crt-list.txt`` and ``<data_dir>/certs/<sha256>.pem``: certificates with SNI filters.
+
+Each cluster gets a power-of-two number of server slots in each backend, so pods coming and
+going change only slot contents: those go through the runtime API, no reload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ansible_collections.k8router.edge.plugins.module_utils._errors import RuntimeApiError
+from ansible_collections.k8router.edge.plugins.module_utils._model import Model
+
+BACKENDS_FILE = "50-k8router.cfg"
+MIN_SLOTS = 4
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def quote(value: str) -> str:
+    """The one escape function for any string that reaches haproxy's configuration.
+
+    The result is a single word of haproxy's configuration language: single-quoted (no variable
+    expansion, no escapes, ``#`` inert), with each ``'`` written as ``'\\''`` and control
+    characters (a newline would start a new directive) written out as ``\\xNN`` text.
+    """
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def backend_name(host: str) -> str:
+    """A backend name for ``host``: stable, unique and made of safe characters only."""
+    return "k8r_" + hashlib.sha256(host.encode()).hexdigest()[:16]
+
+
+def _server_name(cluster: str, index: int) -> str:
+    return f"{_NAME_BAD.sub('_', cluster)}_{index}"
+
+
+def _slots(count: int) -> int:
+    slots = MIN_SLOTS
+    while slots < count:
+        slots *= 2
+    return slots
+
+
+def _addr(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One server line: where it points, its weight, and whether it takes traffic."""
+
+    address: str
+    port: int
+    weight: int
+    enabled: bool
+
+    def as_list(self) -> list[Any]:
+        return [self.address, self.port, self.weight, self.enabled]
+
+
+@dataclass(frozen=True)
+class CertEntry:
+    """A certificate file and the hosts (SNI filters) it serves."""
+
+    fingerprint: str
+    pem: bytes
+    hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    conf_dir: str
+    data_dir: str
+    backend_tls: bool = False
+    backend_ca_file: str | None = None
+    default_certificate: bytes | None = None  # PEM (cert + key); None: the router role's fallback.pem
+
+
+@dataclass
+class Rendered:
+    """Every file k8router owns, and the layout (structure hash + server slots) they describe."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    structure: str = ""
+    slots: dict[str, Slot] = field(default_factory=dict)  # "backend/server" -> slot
+
+    def layout(self) -> dict[str, Any]:
+        return {"structure": self.structure, "slots": {k: v.as_list() for k, v in sorted(self.slots.items())}}
+
+
+def render(
+    model: Model, certs: Sequence[CertEntry], settings: RenderSettings, sources: Mapping[str, Sequence[str]]
+) -> Rendered:
+    """All of k8router's haproxy files for ``model``. ``sources`` names each host's Ingresses (for humans)."""
+    out = Rendered()
+    lines = ["# Written by k8router: one backend per ingress host. Do not edit; changes are overwritten.", ""]
+    skeleton = list(lines)
+    exact: list[str] = []
+    wild: list[str] = []
+    server_opts = ""
+    if settings.backend_tls:
+        ca = f"ca-file {quote(settings.backend_ca_file)}" if settings.backend_ca_file else "verify none"
+        server_opts = f" ssl {'verify required ' if settings.backend_ca_file else ''}{ca} sni req.hdr(host),field(1,:)"
+    for host, servings in model.hosts.items():
+        name = backend_name(host)
+        (wild if host.startswith("*.") else exact).append(f"{host} {name}")
+        clusters = ", ".join(s.cluster for s in servings)
+        head = [
+            f"backend {name}",
+            "    mode http",
+            f"    description {quote(f'{host} from {clusters}; ingresses: ' + ', '.join(sources.get(host, [])))}",
+            "    balance roundrobin",
+            "    option redispatch",
+            "    retries 2",
+        ]
+        lines.extend(head)
+        skeleton.extend(head)
+        for serving in servings:
+            count = _slots(len(serving.backends))
+            for index in range(count):
+                server = _server_name(serving.cluster, index + 1)
+                if index < len(serving.backends):
+                    backend = serving.backends[index]
+                    slot = Slot(backend.address, backend.port, serving.weight, True)
+                else:
+                    slot = Slot("0.0.0.0", 80, serving.weight, False)  # noqa: S104 - an unused slot, disabled
+                out.slots[f"{name}/{server}"] = slot
+                state = "" if slot.enabled else " disabled"
+                lines.append(
+                    f"    server {server} {_addr(slot.address, slot.port)} weight {slot.weight}{state}{server_opts}"
+                )
+                skeleton.append(f"    server {server}{server_opts}")
+        lines.append("")
+        skeleton.append("")
+    conf = settings.conf_dir.rstrip("/")
+    data = settings.data_dir.rstrip("/")
+    out.files[f"{conf}/{BACKENDS_FILE}"] = "\n".join(lines).encode()
+    out.files[f"{data}/hosts.map"] = ("\n".join(exact) + "\n" if exact else "").encode()
+    out.files[f"{data}/wildcards.map"] = ("\n".join(wild) + "\n" if wild else "").encode()
+    crt_lines = [f"{data}/fallback.pem"]
+    if settings.default_certificate is not None:
+        out.files[f"{data}/default.pem"] = settings.default_certificate
+        crt_lines = [f"{data}/default.pem"]
+    for cert in certs:
+        path = f"{data}/certs/{cert.fingerprint}.pem"
+        out.files[path] = cert.pem
+        crt_lines.append(f"{path} [alpn h2,http/1.1] {' '.join(cert.hosts)}")
+    out.files[f"{data}/crt-list.txt"] = ("\n".join(crt_lines) + "\n").encode()
+    structure_parts = {k: v for k, v in out.files.items() if not k.endswith(BACKENDS_FILE)}
+    digest = hashlib.sha256("\n".join(skeleton).encode())
+    digest.update(json.dumps({k: hashlib.sha256(v).hexdigest() for k, v in sorted(structure_parts.items())}).encode())
+    out.structure = digest.hexdigest()
+    return out
+
+
+def runtime_commands(before: Mapping[str, Any], after: Rendered) -> list[str]:
+    """Runtime API commands that turn the applied slots ``before`` into ``after``'s (same structure only)."""
+    old = {k: Slot(*v) for k, v in (before.get("slots") or {}).items()}
+    commands: list[str] = []
+    for key, slot in sorted(after.slots.items()):
+        prev = old.get(key)
+        if prev == slot:
+            continue
+        if slot.enabled and (prev is None or (prev.address, prev.port) != (slot.address, slot.port)):
+            commands.append(f"set server {key} addr {slot.address} port {slot.port}")
+        if prev is None or prev.weight != slot.weight:
+            commands.append(f"set server {key} weight {slot.weight}")
+        if prev is None or prev.enabled != slot.enabled:
+            commands.append(f"set server {key} state {'ready' if slot.enabled else 'maint'}")
+    return commands
+
+
+class RuntimeApi:
+    """haproxy's runtime API over its admin socket."""
+
+    def __init__(self, path: str, timeout: float = 5.0) -> None:
+        self.path = path
+        self.timeout = timeout
+
+    def send(self, command: str) -> str:
+        if "\n" in command or ";" in command:
+            raise RuntimeApiError(f"refusing a runtime command with a newline or ';': {command!r}")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(self.timeout)
+            sock.connect(self.path)
+            sock.sendall(command.encode() + b"\n")
+            chunks = []
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        return b"".join(chunks).decode(errors="replace").strip()
+
+    def worker_pid(self) -> int | None:
+        """The pid of the worker answering on the socket (``show info``), or None when none answers."""
+        try:
+            info = self.send("show info")
+        except OSError:
+            return None
+        for line in info.splitlines():
+            if line.startswith("Pid:"):
+                return int(line.split(":", 1)[1])
+        return None
+
+    def wait_for_new_worker(self, old: int | None, timeout: float = 15.0) -> bool:
+        """After a reload: wait until a worker other than ``old`` answers (the new configuration is live)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = self.worker_pid()
+            if pid is not None and pid != old:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def apply(self, commands: Sequence[str]) -> list[str]:
+        """Send each command; raise RuntimeApiError on the first refusal. Returns the answers."""
+        answers = []
+        for command in commands:
+            answer = self.send(command)
+            lowered = answer.lower()
+            if any(word in lowered for word in ("unknown", "invalid", "not found", "error", "no such", "require")):
+                raise RuntimeApiError(f"haproxy refused {command!r}: {answer}")
+            answers.append(answer)
+        return answers

@@ -1,0 +1,204 @@
+#!/usr/bin/python
+# Copyright: k8router.edge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Converge haproxy on a router: every ingress host served from every cluster offering it."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: k8router
+short_description: Serve every ingress host of every cluster through haproxy, with TLS ended here
+version_added: 0.1.0
+description:
+  - Reads every cluster in parallel (Ingresses of the served classes, ready pods of the ingress controller), matches
+    the given certificates to the hosts from their own SANs, and converges haproxy so that each host is sent to the
+    ingress-controller pods of all clusters offering it.
+  - The candidate configuration is validated with C(haproxy -c) before it replaces the live files (atomic renames).
+    A rejected candidate stays beside the live file with the suffix C(.rejected) and the task fails with haproxy's
+    message. Endpoint-only changes go through haproxy's runtime API without a reload; any other change reloads
+    haproxy seamlessly.
+  - A cluster that cannot be read keeps serving its last-known-good state until it is older than O(max_age).
+  - Two runs at once (timer and CI) take turns on a lock in O(state_dir).
+extends_documentation_fragment:
+  - k8router.edge.clusters
+options:
+  certificates:
+    description: Certificate files; C(cert) may hold the key and the chain too.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      cert:
+        description: PEM certificate (leaf first, then intermediates).
+        type: path
+        required: true
+      key:
+        description: PEM private key, when not in C(cert).
+        type: path
+  certificate_dir:
+    description: Directory of more certificates, C(NAME.pem) (certificate and key) or C(NAME.crt) with C(NAME.key).
+    type: path
+  default_certificate:
+    description: Certificate for clients without SNI or with an unknown host; the router role's fallback when unset.
+    type: dict
+    suboptions:
+      cert:
+        description: PEM certificate.
+        type: path
+        required: true
+      key:
+        description: PEM private key, when not in C(cert).
+        type: path
+  expiry_warning_days:
+    description: Warn about certificates that expire within this many days.
+    type: int
+    default: 21
+  backend_tls:
+    description: Speak TLS to the ingress-controller pods.
+    type: bool
+    default: false
+  backend_ca_file:
+    description: CA that the pods' certificates must chain to when O(backend_tls=true); no verification when unset.
+    type: path
+  haproxy:
+    description: Where haproxy and its files are (the defaults match the router role).
+    type: dict
+    default: {}
+    suboptions:
+      config:
+        description: The main configuration (owned by the router role).
+        type: path
+        default: /etc/haproxy/haproxy.cfg
+      conf_dir:
+        description: Directory of configuration files loaded after the main one; k8router owns C(50-k8router.cfg) in it.
+        type: path
+        default: /etc/haproxy/k8router.d
+      data_dir:
+        description: Maps, crt-list and certificates.
+        type: path
+        default: /etc/haproxy/k8router
+      socket:
+        description: The admin runtime API socket.
+        type: path
+        default: /run/haproxy/admin.sock
+      binary:
+        description: The haproxy binary (for validation).
+        type: str
+        default: haproxy
+      reload_command:
+        description: Command that reloads haproxy seamlessly.
+        type: list
+        elements: str
+        default: [systemctl, reload, haproxy]
+  lock_timeout:
+    description: Seconds to wait for another run to finish before failing with a clear message.
+    type: float
+    default: 30
+  state:
+    description: C(present) converges; C(rendered) returns the files it would write and touches nothing.
+    type: str
+    choices: [present, rendered]
+    default: present
+attributes:
+  check_mode:
+    support: full
+    description: Reads the clusters and reports what would change, writes nothing.
+  diff_mode:
+    support: full
+    description: Diffs of haproxy's files (certificates named, never shown) and the runtime commands.
+author:
+  - k8router.edge maintainers (@k8router)
+"""
+
+EXAMPLES = r"""
+- name: Converge the ingress routing
+  k8router.edge.k8router:
+    clusters:
+      - name: alpha
+        kubeconfig: /etc/k8router/alpha.kubeconfig
+        allowed_hosts: ["*.alpha.example.org", shop.example.org]
+      - name: beta
+        kubeconfig: /etc/k8router/beta.kubeconfig
+        state: drain
+    certificate_dir: /etc/k8router/certs
+"""
+
+RETURN = r"""
+hosts:
+  description: Each served host with its clusters, ready backends, certificate and expiry.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{host: shop.example.org, clusters: [alpha, beta], backends: 6, certificate: /etc/k8router/certs/shop.pem,
+            expires: "2027-01-01T00:00:00+00:00"}]
+clusters:
+  description: How each cluster was read (fresh, last-known-good, failed, skipped).
+  returned: always
+  type: list
+  elements: dict
+warnings_list:
+  description: Uncovered hosts, refused hosts, expiring certificates, stale clusters (also shown as warnings).
+  returned: always
+  type: list
+  elements: str
+reloaded:
+  description: Whether haproxy was reloaded.
+  returned: always
+  type: bool
+commands:
+  description: Runtime API commands sent (or, in check mode, that would be sent).
+  returned: always
+  type: list
+  elements: str
+rendered:
+  description: The files k8router would write (certificates named only), with O(state=rendered).
+  returned: when state is rendered
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.k8router.edge.plugins.module_utils._args import (
+    CONVERGE_ARGS,
+    IMPORT_ERRORS,
+    options_from_params,
+)
+from ansible_collections.k8router.edge.plugins.module_utils._errors import K8RouterError
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=CONVERGE_ARGS, supports_check_mode=True)
+    for lib, error in IMPORT_ERRORS.items():
+        if error:
+            module.fail_json(msg=missing_required_lib(lib), exception=error)
+    from ansible_collections.k8router.edge.plugins.module_utils._converge import run  # noqa: PLC0415
+
+    try:
+        result = run(
+            options_from_params(module.params),
+            lambda argv: module.run_command(list(argv)),
+            check_mode=module.check_mode,
+            diff=module._diff,
+            rendered_only=module.params["state"] == "rendered",
+        )
+    except K8RouterError as exc:
+        module.fail_json(msg=str(exc))
+    for warning in result.warnings:
+        module.warn(warning)
+    output = {
+        "changed": result.changed,
+        "reloaded": result.reloaded,
+        "commands": result.commands,
+        "hosts": result.hosts,
+        "clusters": result.clusters,
+        "warnings_list": result.warnings,
+    }
+    if module.params["state"] == "rendered":
+        output["rendered"] = result.rendered
+    if module._diff and result.diff:
+        output["diff"] = result.diff
+    module.exit_json(**output)
+
+
+if __name__ == "__main__":
+    main()

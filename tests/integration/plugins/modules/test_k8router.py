@@ -1,0 +1,338 @@
+"""k8router against two real clusters and a real haproxy (see conftest.py): every host served from
+every cluster offering it, TLS ended at the router with certificates matched by SAN."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes.client as k8s
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from ansible_collections.k8router.edge.plugins.module_utils._args import CONVERGE_ARGS, options_from_params
+from ansible_collections.k8router.edge.plugins.module_utils._converge import Result, run
+from ansible_collections.k8router.edge.plugins.module_utils._errors import ConfigInvalidError
+from lab import kubelab, kubeobjects
+from lab.haproxylab import REPO, Haproxy, local_runner
+from lab.kubeobjects import BackendPod, IngressRule, ServicePort
+
+NS = "edge-ingress"
+CLASS = "edge"
+PORTS = (ServicePort("http", 80, target_port=8080),)
+PODS = {
+    "alpha": [BackendPod("ctl-a1", "10.250.1.11", "edge-n1"), BackendPod("ctl-a2", "10.250.1.12", "edge-n1")],
+    "beta": [BackendPod("ctl-b1", "10.250.2.11", "edge-n1")],
+}
+
+
+class Pki:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k8router test CA")])
+        now = datetime.datetime.now(datetime.UTC)
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.ca_file = root / "ca.pem"
+        self.ca_file.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(self, path: Path, cn: str, names: list[str], days: int = 20) -> Path:
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=days))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        path.write_bytes(
+            cert.public_bytes(serialization.Encoding.PEM)
+            + key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        return path
+
+
+@pytest.fixture(scope="module")
+def world(
+    clusters: list[kubelab.Cluster], haproxy: Haproxy, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """Both clusters offer shop.example.com; only alpha offers api.example.com.
+
+    beta also claims a host outside its allow-list.
+    """
+    root = tmp_path_factory.mktemp("k8router")
+    pki = Pki(root)
+    certs = root / "certs"
+    certs.mkdir()
+    pki.issue(certs / "wildcard.pem", "wildcard-example", ["*.example.com"])
+    by_name = {c.name: c for c in clusters}
+    for name, pods in PODS.items():
+        for pod in pods:
+            haproxy.add_pod(name, pod.ip)
+        with by_name[name].api_client() as api:
+            kubeobjects.create_node(api, "edge-n1", "10.250.9.1", "10.250.0.0/24")
+            kubeobjects.create_ingress_controller(api, NS, pods, ports=PORTS)
+            kubeobjects.create_ingress_class(api, CLASS, controller="example.com/edge")
+            kubeobjects.ensure_namespace(api, "edge-shop")
+            kubeobjects.create_ingress(
+                api, "edge-shop", "web", [IngressRule("shop.example.com", "web", 80)], class_name=CLASS
+            )
+            if name == "alpha":
+                kubeobjects.create_ingress(
+                    api, "edge-shop", "api", [IngressRule("api.example.com", "api", 80)], class_name=CLASS
+                )
+            else:
+                kubeobjects.create_ingress(
+                    api, "edge-shop", "steal", [IngressRule("bank.example.org", "x", 80)], class_name=CLASS
+                )
+    params: dict[str, Any] = {k: v.get("default") for k, v in CONVERGE_ARGS.items()}
+    params.update(
+        clusters=[
+            {
+                "name": c.name,
+                "kubeconfig": str(c.kubeconfig),
+                "context": None,
+                "ingress_controller": {"namespace": NS, "service": "ingress-nginx-controller", "port": "http"},
+                "ingress_classes": [CLASS],
+                "weight": 100,
+                "state": "active",
+                "allowed_hosts": ["*.example.com"],
+            }
+            for c in clusters
+        ],
+        certificate_dir=str(certs),
+        state_dir=str(root / "state"),
+        haproxy={**haproxy.module_haproxy(), "binary": "haproxy"},
+        lock_timeout=5.0,
+    )
+    yield {"params": params, "pki": pki, "certs": certs, "clusters": by_name, "root": root}
+
+
+def converge(params: dict[str, Any], **kwargs: Any) -> Result:
+    return run(options_from_params(params), local_runner, **kwargs)
+
+
+def responders(haproxy: Haproxy, ca: Path, host: str, count: int = 12) -> set[str]:
+    seen = set()
+    for _request in range(count):
+        status, body, _subject = haproxy.get(host, ca)
+        assert status == 200, body
+        seen.add(body.split()[0])
+    return seen
+
+
+def test_first_run_serves_every_host_from_every_cluster(world: dict[str, Any], haproxy: Haproxy) -> None:
+    result = converge(world["params"])
+    assert result.changed and result.reloaded
+    hosts = {row["host"]: row for row in result.hosts}
+    assert hosts["shop.example.com"]["clusters"] == ["alpha", "beta"]
+    assert hosts["shop.example.com"]["backends"] == 3
+    assert hosts["api.example.com"]["clusters"] == ["alpha"]
+    assert hosts["shop.example.com"]["certificate"].endswith("wildcard.pem")
+    assert "bank.example.org" not in hosts
+    assert any("host bank.example.org refused: not in the cluster's allowed_hosts" in w for w in result.warnings)
+    assert responders(haproxy, world["pki"].ca_file, "shop.example.com") == {"cluster=alpha", "cluster=beta"}
+    assert responders(haproxy, world["pki"].ca_file, "api.example.com", 4) == {"cluster=alpha"}
+    status, _body, subject = haproxy.get("shop.example.com", world["pki"].ca_file)
+    assert (status, subject) == (200, "wildcard-example")
+    # a host nobody serves gets the fallback certificate, never one of the served hosts'
+    status, body, _subject = haproxy.get("unknown.example.com", world["pki"].ca_file)
+    assert status == 0
+    assert "self-signed certificate" in body, body
+
+
+def test_second_run_changes_nothing(world: dict[str, Any], haproxy: Haproxy) -> None:
+    converge(world["params"])
+    workers = haproxy.worker_pids()
+    result = converge(world["params"])
+    assert not result.changed and not result.reloaded and result.commands == []
+    assert haproxy.worker_pids() == workers
+
+
+def test_pod_leaving_is_a_runtime_change_without_failed_requests(world: dict[str, Any], haproxy: Haproxy) -> None:
+    converge(world["params"])
+    workers = haproxy.worker_pids()
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            status, body, _subject = haproxy.get("shop.example.com", world["pki"].ca_file)
+            if status != 200:
+                failures.append(body)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    try:
+        with world["clusters"]["alpha"].api_client() as api:
+            remaining = [PODS["alpha"][0], BackendPod("ctl-a2", "10.250.1.12", "edge-n1", ready=False)]
+            k8s.DiscoveryV1Api(api).delete_namespaced_endpoint_slice(_slice_name(api), NS)
+            kubeobjects.create_endpoint_slice(api, NS, "ingress-nginx-controller", remaining, PORTS)
+        result = converge(world["params"])
+    finally:
+        stop.set()
+        thread.join()
+    assert result.changed and not result.reloaded
+    assert any(c.endswith("state maint") for c in result.commands), result.commands
+    assert haproxy.worker_pids() == workers
+    assert failures == []
+    bodies = {haproxy.get("shop.example.com", world["pki"].ca_file)[1].split()[1] for _request in range(9)}
+    assert "pod=10.250.1.12" not in bodies
+    # the files say the same as the runtime, so a later reload keeps it
+    assert converge(world["params"]).changed is False
+
+
+def _slice_name(api: k8s.ApiClient) -> str:
+    (eps,) = k8s.DiscoveryV1Api(api).list_namespaced_endpoint_slice(NS).items
+    assert eps.metadata is not None
+    return str(eps.metadata.name)
+
+
+def test_unreachable_cluster_keeps_serving_from_last_known_good(world: dict[str, Any], haproxy: Haproxy) -> None:
+    converge(world["params"])
+    params = json.loads(json.dumps(world["params"]))
+    dead = world["root"] / "beta-dead.kubeconfig"
+    config = yaml.safe_load(world["clusters"]["beta"].kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{kubelab._free_ports(1, '127.0.0.1')[0]}"
+    dead.write_text(yaml.safe_dump(config))
+    params["clusters"][1]["kubeconfig"] = str(dead)
+    params["request_timeout"] = 3
+    result = converge(params)
+    assert not result.changed
+    assert any("cluster beta" in w and "last-known-good" in w for w in result.warnings), result.warnings
+    assert {c["name"]: c["read"] for c in result.clusters} == {"alpha": "fresh", "beta": "last-known-good"}
+    assert "cluster=beta" in responders(haproxy, world["pki"].ca_file, "shop.example.com")
+    params["max_age"] = 0
+    result = converge(params)
+    assert result.changed
+    assert {row["host"]: row["clusters"] for row in result.hosts}["shop.example.com"] == ["alpha"]
+    assert converge(world["params"]).changed  # beta back
+
+
+def test_new_certificate_is_served_after_one_run(world: dict[str, Any], haproxy: Haproxy) -> None:
+    converge(world["params"])
+    path = world["pki"].issue(world["certs"] / "shop.pem", "shop-exact", ["shop.example.com"], days=25)
+    try:
+        result = converge(world["params"])
+        assert result.changed
+        assert haproxy.get("shop.example.com", world["pki"].ca_file)[2] == "shop-exact"
+        assert haproxy.get("api.example.com", world["pki"].ca_file)[2] == "wildcard-example"
+    finally:
+        path.unlink()
+    converge(world["params"])
+    assert haproxy.get("shop.example.com", world["pki"].ca_file)[2] == "wildcard-example"
+
+
+def test_broken_certificate_is_reported_and_loses_nothing(world: dict[str, Any], haproxy: Haproxy) -> None:
+    converge(world["params"])
+    broken = world["certs"] / "broken.pem"
+    broken.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    try:
+        result = converge(world["params"])
+    finally:
+        broken.unlink()
+    assert not result.changed
+    assert any(str(broken) in w for w in result.warnings), result.warnings
+    assert haproxy.get("shop.example.com", world["pki"].ca_file)[0] == 200
+
+
+def test_rejected_candidate_never_goes_live(world: dict[str, Any], haproxy: Haproxy) -> None:
+    converge(world["params"])
+    live = (haproxy.conf_dir / "50-k8router.cfg").read_bytes()
+    params = {**world["params"], "backend_tls": True, "backend_ca_file": str(world["root"] / "missing-ca.pem")}
+    with pytest.raises(ConfigInvalidError, match=r"missing-ca\.pem"):
+        converge(params)
+    assert (haproxy.conf_dir / "50-k8router.cfg").read_bytes() == live
+    assert (haproxy.conf_dir / "50-k8router.cfg.rejected").exists()
+    assert haproxy.get("shop.example.com", world["pki"].ca_file)[0] == 200
+
+
+def test_two_runs_at_once_take_turns(world: dict[str, Any], haproxy: Haproxy) -> None:
+    results: list[Result | Exception] = []
+
+    def one() -> None:
+        try:
+            results.append(converge(world["params"]))
+        except Exception as exc:  # collected and asserted below
+            results.append(exc)
+
+    threads = [threading.Thread(target=one) for _run in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(isinstance(r, Result) for r in results), results
+    assert haproxy.get("shop.example.com", world["pki"].ca_file)[0] == 200
+
+
+def test_module_check_diff_rendered_and_idempotence(world: dict[str, Any], haproxy: Haproxy, tmp_path: Path) -> None:
+    """The module itself, through ansible-playbook: check mode and diff, state: rendered, a no-change run."""
+    args = {k: v for k, v in world["params"].items() if v is not None}
+    (tmp_path / "args.json").write_text(json.dumps({"k8router_args": args}))
+    (tmp_path / "play.yml").write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - k8router.edge.k8router: '{{ k8router_args }}'\n      register: out\n"
+        "    - ansible.builtin.copy: {content: '{{ out | to_json }}', dest: '" + str(tmp_path / "out.json") + "'}\n"
+        "      check_mode: false\n      diff: false\n"
+    )
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_PYTHON_INTERPRETER": sys.executable}
+
+    def play(*extra: str, state: str = "present") -> dict[str, Any]:
+        args["state"] = state
+        (tmp_path / "args.json").write_text(json.dumps({"k8router_args": args}))
+        out = subprocess.run(
+            ["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", f"@{tmp_path / 'args.json'}", *extra,
+             str(tmp_path / "play.yml")],
+            capture_output=True, text=True, env=env, cwd=REPO, check=False,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stdout + out.stderr
+        return dict(json.loads((tmp_path / "out.json").read_text()))
+
+    converge(world["params"])
+    assert play()["changed"] is False
+    rendered = play(state="rendered")
+    assert rendered["changed"] is False
+    files = rendered["rendered"]
+    backends = files[str(haproxy.conf_dir / "50-k8router.cfg")]
+    assert "server alpha_1 10.250.1.11:8080" in backends
+    assert any(v == "(certificate and key)" for v in files.values())
+    # a drained cluster: check mode shows the runtime change and touches nothing
+    args["clusters"][1]["state"] = "drain"
+    try:
+        checked = play("--check", "--diff")
+        assert checked["changed"] is True
+        assert any(c.endswith("weight 0") for c in checked["commands"]), checked["commands"]
+        applied = play()
+        assert applied["changed"] is True and applied["reloaded"] is False
+        assert play()["changed"] is False
+    finally:
+        args["clusters"][1]["state"] = "active"
+    assert converge(world["params"]).changed is True
