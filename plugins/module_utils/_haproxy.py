@@ -28,18 +28,25 @@ from ansible_collections.k8router.edge.plugins.module_utils._model import Model
 
 BACKENDS_FILE = "50-k8router.cfg"
 MIN_SLOTS = 4
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+DESCRIPTION_MAX = 400  # characters of a backend description before quoting (haproxy limits line length)
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def quote(value: str) -> str:
     """The one escape function for any string that reaches haproxy's configuration.
 
     The result is a single word of haproxy's configuration language: single-quoted (no variable
-    expansion, no escapes, ``#`` inert), with each ``'`` written as ``'\\''`` and control
-    characters (a newline would start a new directive) written out as ``\\xNN`` text.
+    expansion, no escapes, ``#`` inert), with each ``'`` written as ``'\\''``, and every character
+    outside printable ASCII (a newline would start a new directive) written out as ``\\xNN`` or
+    ``\\uNNNN`` text.
     """
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    text = _UNPRINTABLE.sub(_escaped, value)
     return "'" + text.replace("'", "'\\''") + "'"
 
 
@@ -123,10 +130,13 @@ def render(
         name = backend_name(host)
         (wild if host.startswith("*.") else exact).append(f"{host} {name}")
         clusters = ", ".join(s.cluster for s in servings)
+        description = f"{host} from {clusters}; ingresses: " + ", ".join(sources.get(host, []))
+        if len(description) > DESCRIPTION_MAX:
+            description = description[: DESCRIPTION_MAX - 3] + "..."
         head = [
             f"backend {name}",
             "    mode http",
-            f"    description {quote(f'{host} from {clusters}; ingresses: ' + ', '.join(sources.get(host, [])))}",
+            f"    description {quote(description)}",
             "    balance roundrobin",
             "    option redispatch",
             "    retries 2",

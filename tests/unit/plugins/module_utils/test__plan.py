@@ -1,0 +1,58 @@
+"""The planner, table-driven: files, reload or runtime commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ansible_collections.k8router.edge.plugins.module_utils._haproxy import Rendered, Slot
+from ansible_collections.k8router.edge.plugins.module_utils._plan import make_plan
+
+
+def desired(
+    structure: str = "s1", files: dict[str, bytes] | None = None, slots: dict[str, Slot] | None = None
+) -> Rendered:
+    out = Rendered(files=files if files is not None else {"/c/50-k8router.cfg": b"v1", "/d/hosts.map": b"m"})
+    out.structure = structure
+    out.slots = slots or {"b/s1": Slot("10.0.0.1", 80, 100, True)}
+    return out
+
+
+SAME_FILES = {"/c/50-k8router.cfg": b"v1", "/d/hosts.map": b"m"}
+APPLIED = {"structure": "s1", "slots": {"b/s1": ["10.0.0.1", 80, 100, True]}}
+
+CASES: list[tuple[str, Rendered, dict[str, Any], dict[str, Any], list[str], dict[str, Any]]] = [
+    ("nothing to do", desired(), SAME_FILES, APPLIED, [], {"changed": False, "reload": False, "commands": [], "write": []}),
+    ("first run", desired(), {}, {}, [], {"changed": True, "reload": True, "write": ["/c/50-k8router.cfg", "/d/hosts.map"]}),
+    ("files already right, no layout yet", desired(), SAME_FILES, {}, [], {"changed": False, "reload": False}),
+    ("structure changed", desired("s2", {"/c/50-k8router.cfg": b"v2", "/d/hosts.map": b"m"}), SAME_FILES, APPLIED, [],
+     {"changed": True, "reload": True, "write": ["/c/50-k8router.cfg"], "commands": []}),
+    ("pod moved: runtime only", desired(files={"/c/50-k8router.cfg": b"v1b", "/d/hosts.map": b"m"},
+                                        slots={"b/s1": Slot("10.0.0.2", 80, 100, True)}), SAME_FILES, APPLIED, [],
+     {"changed": True, "reload": False, "write": ["/c/50-k8router.cfg"], "commands": ["set server b/s1 addr 10.0.0.2 port 80"]}),
+    ("file edited by hand: rewritten, no reload", desired(), {**SAME_FILES, "/c/50-k8router.cfg": b"edited"}, APPLIED, [],
+     {"changed": True, "reload": False, "write": ["/c/50-k8router.cfg"], "commands": []}),
+    ("stale certificate removed", desired("s2"), SAME_FILES, APPLIED, ["/d/certs/old.pem"],
+     {"changed": True, "reload": True, "remove": ["/d/certs/old.pem"]}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("want", "current", "applied", "stale", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_make_plan(
+    want: Rendered, current: dict[str, bytes], applied: dict[str, Any], stale: list[str], expected: dict[str, Any]
+) -> None:
+    plan = make_plan(want, current, applied, stale)
+    got = {"changed": plan.changed, "reload": plan.reload, "commands": plan.commands, "write": sorted(plan.write),
+           "remove": plan.remove}  # fmt: skip
+    assert {k: got[k] for k in expected} == expected
+
+
+def test_diff_never_shows_key_material() -> None:
+    want = desired(files={"/d/certs/abc.pem": b"-----BEGIN PRIVATE KEY-----\nsecret\n", "/d/hosts.map": b"a b\n"})
+    diff = make_plan(want, {"/d/hosts.map": b""}, {}, []).diff({"/d/hosts.map": b""})
+    assert "secret" not in str(diff)
+    assert {d["after_header"] for d in diff} == {"/d/certs/abc.pem", "/d/hosts.map"}
+    assert next(d for d in diff if d["after_header"] == "/d/hosts.map")["after"] == "a b\n"
