@@ -19,8 +19,16 @@ WEIGHTS = {"alpha": 100, "beta": 100}
 
 
 def svc(
-    cluster: str, name: str, ports=TCP80, cls="edge", requested=None, scheduler=None, ip=None, status=()
-) -> LbService:  # type: ignore[no-untyped-def]
+    cluster: str,
+    name: str,
+    ports: tuple[ServicePortSpec, ...] = TCP80,
+    *,
+    cls: str | None = "edge",
+    requested: str | None = None,
+    scheduler: str | None = None,
+    ip: str | None = None,
+    status: tuple[str, ...] = (),
+) -> LbService:
     return LbService(
         cluster, "ns", name, ip or f"10.96.{len(cluster)}.{len(name)}", ports, cls, requested, scheduler, status
     )
