@@ -17,6 +17,12 @@ from typing import Any
 from ansible_collections.k8router.edge.plugins.module_utils._errors import ClusterReadError
 from ansible_collections.k8router.edge.plugins.module_utils._hosts import host_problem
 from ansible_collections.k8router.edge.plugins.module_utils._model import Backend, ClusterSnapshot
+from ansible_collections.k8router.edge.plugins.module_utils._services import (
+    REQUEST_ANNOTATION,
+    SCHEDULER_ANNOTATION,
+    LbService,
+    ServicePortSpec,
+)
 
 try:
     from kubernetes import client as k8s_client
@@ -43,6 +49,7 @@ class ClusterSource:
     controller_port: str  # a port name, or a number as text
     ingress_classes: tuple[str, ...]
     timeout: float = 10.0
+    read_services: bool = False  # LoadBalancer services (only when the router set serves them)
 
 
 def _paged(call: Callable[..., Any], **kwargs: Any) -> list[Any]:
@@ -113,6 +120,37 @@ def ready_backends(slices: Sequence[Any], port: str) -> list[Backend]:
     return sorted(found, key=lambda b: (b.address, b.port))
 
 
+def load_balancer_services(cluster: str, services: Sequence[Any]) -> tuple[list[LbService], list[str]]:
+    """The Services of type LoadBalancer, as plain data; a malformed one is skipped with a warning."""
+    found: list[LbService] = []
+    warnings: list[str] = []
+    for svc in services:
+        spec, meta = svc.spec, svc.metadata
+        if spec is None or meta is None or spec.type != "LoadBalancer":
+            continue
+        where = f"service {meta.namespace}/{meta.name}"
+        if not spec.cluster_ip or spec.cluster_ip == "None":
+            warnings.append(f"{where}: no cluster IP; not served")
+            continue
+        annotations = meta.annotations or {}
+        ports = tuple(ServicePortSpec(str(p.protocol or "TCP").lower(), int(p.port)) for p in spec.ports or [])
+        ingress = svc.status.load_balancer.ingress if svc.status and svc.status.load_balancer else None
+        found.append(
+            LbService(
+                cluster=cluster,
+                namespace=str(meta.namespace),
+                name=str(meta.name),
+                cluster_ip=str(spec.cluster_ip),
+                ports=ports,
+                load_balancer_class=spec.load_balancer_class,
+                requested=annotations.get(REQUEST_ANNOTATION) or spec.load_balancer_ip or None,
+                scheduler=annotations.get(SCHEDULER_ANNOTATION),
+                status=tuple(i.ip for i in ingress or [] if i.ip),
+            )
+        )
+    return found, warnings
+
+
 def read_cluster(source: ClusterSource) -> ClusterSnapshot:
     """One complete snapshot of ``source``, or ClusterReadError saying why not."""
     if not HAS_KUBERNETES:
@@ -135,6 +173,11 @@ def read_cluster(source: ClusterSource) -> ClusterSnapshot:
             label_selector=f"kubernetes.io/service-name={source.controller_service}",
             _request_timeout=t,
         )
+        services = (
+            _paged(k8s_client.CoreV1Api(api).list_service_for_all_namespaces, _request_timeout=t)
+            if source.read_services
+            else []
+        )
     except Exception as exc:
         status = getattr(exc, "status", None)
         reason = getattr(exc, "reason", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
@@ -144,13 +187,38 @@ def read_cluster(source: ClusterSource) -> ClusterSnapshot:
     finally:
         api.close()
     hosts, warnings = offered_hosts(ingresses, classes, source.ingress_classes)
+    lb_services, lb_warnings = load_balancer_services(source.name, services)
     return ClusterSnapshot(
         name=source.name,
         read_at=time.time(),
         hosts=hosts,
         backends=ready_backends(slices, source.controller_port),
-        warnings=[f"cluster {source.name}: {w}" for w in warnings],
+        services=lb_services,
+        warnings=[f"cluster {source.name}: {w}" for w in warnings + lb_warnings],
     )
+
+
+def publish_address(source: ClusterSource, namespace: str, name: str, address: str) -> None:
+    """Write ``address`` into the Service's status.loadBalancer.ingress (services/status only)."""
+    if not HAS_KUBERNETES:
+        raise ClusterReadError("the kubernetes Python client is not installed")
+    api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=source.kubeconfig, context=source.context
+    )
+    try:
+        body = {"status": {"loadBalancer": {"ingress": [{"ip": address}]}}}
+        k8s_client.CoreV1Api(api).patch_namespaced_service_status(
+            name, namespace, body, _content_type="application/merge-patch+json", _request_timeout=source.timeout
+        )
+    except Exception as exc:
+        status = getattr(exc, "status", None)
+        reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
+        raise ClusterReadError(
+            f"cluster {source.name}: service {namespace}/{name}: status not written: "
+            + (f"HTTP {status}: {reason}" if status else str(reason))
+        ) from exc
+    finally:
+        api.close()
 
 
 def read_clusters(sources: Sequence[ClusterSource]) -> tuple[dict[str, ClusterSnapshot], dict[str, str]]:

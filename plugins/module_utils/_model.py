@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.k8router.edge.plugins.module_utils._hosts import allowed, host_problem
+from ansible_collections.k8router.edge.plugins.module_utils._services import LbService
 
 ADMIN_STATES = ("active", "drain", "offline")
 
@@ -23,12 +24,14 @@ class Backend:
 
 @dataclass
 class ClusterSnapshot:
-    """What one cluster offered when it was read: host -> the Ingresses naming it, and its backends."""
+    """What one cluster offered when it was read: host -> the Ingresses naming it, its backends, its
+    LoadBalancer services."""
 
     name: str
     read_at: float
     hosts: dict[str, list[str]] = field(default_factory=dict)
     backends: list[Backend] = field(default_factory=list)
+    services: list[LbService] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -37,6 +40,7 @@ class ClusterSnapshot:
             "read_at": self.read_at,
             "hosts": self.hosts,
             "backends": [[b.address, b.port] for b in self.backends],
+            "services": [s.to_json() for s in self.services],
         }
 
     @classmethod
@@ -46,6 +50,7 @@ class ClusterSnapshot:
             read_at=float(data["read_at"]),
             hosts={str(h): [str(s) for s in src] for h, src in data["hosts"].items()},
             backends=[Backend(str(a), int(p)) for a, p in data["backends"]],
+            services=[LbService.from_json(s) for s in data.get("services", [])],
         )
 
 
