@@ -69,6 +69,18 @@ CONVERGE_ARGS: dict[str, Any] = {
     },
     "lock_timeout": {"type": "float", "default": 30},
     "state": {"type": "str", "choices": ["present", "rendered"], "default": "present"},
+    "load_balancer": {
+        "type": "dict",
+        "options": {
+            "pool": {"type": "list", "elements": "str", "required": True},
+            "classes": {"type": "list", "elements": "str", "default": []},
+            "include_unclassed": {"type": "bool", "default": False},
+            "write_status": {"type": "bool", "default": False},
+            "schedulers": {"type": "list", "elements": "str", "default": ["rr", "wrr", "lc", "wlc", "sh", "mh"]},
+            "default_scheduler": {"type": "str", "default": "wrr"},
+            "ipvsadm": {"type": "str", "default": "ipvsadm"},
+        },
+    },
 }
 
 INFO_ARGS: dict[str, Any] = {
@@ -91,6 +103,7 @@ def options_from_params(params: Mapping[str, Any]) -> Any:
     from ansible_collections.k8router.edge.plugins.module_utils._model import ClusterSettings  # noqa: PLC0415
     from ansible_collections.k8router.edge.plugins.module_utils._routerset import DNS_LABEL  # noqa: PLC0415
 
+    lb_params = params.get("load_balancer")
     clusters = []
     seen: set[str] = set()
     for index, item in enumerate(params["clusters"]):
@@ -110,6 +123,7 @@ def options_from_params(params: Mapping[str, Any]) -> Any:
             controller_port=str(ctl.get("port") or "http"),
             ingress_classes=tuple(item["ingress_classes"]),
             timeout=float(params["request_timeout"]),
+            read_services=bool(lb_params),
         )
         allowed = item["allowed_hosts"]
         settings = ClusterSettings(name, item["weight"], item["state"], tuple(allowed) if allowed is not None else None)
@@ -139,4 +153,30 @@ def options_from_params(params: Mapping[str, Any]) -> Any:
         expiry_days=int(params["expiry_warning_days"]),
         backend_tls=bool(params.get("backend_tls")),
         backend_ca_file=params.get("backend_ca_file"),
+        load_balancer=_lb_options(lb_params) if lb_params else None,
+    )
+
+
+def _lb_options(lb: Mapping[str, Any]) -> Any:
+    from ansible_collections.k8router.edge.plugins.module_utils._errors import K8RouterError  # noqa: PLC0415
+    from ansible_collections.k8router.edge.plugins.module_utils._lb import LbOptions  # noqa: PLC0415
+    from ansible_collections.k8router.edge.plugins.module_utils._net import parse_network  # noqa: PLC0415
+    from ansible_collections.k8router.edge.plugins.module_utils._services import LbSettings  # noqa: PLC0415
+
+    pool = []
+    for index, entry in enumerate(lb["pool"]):
+        try:
+            pool.append(str(parse_network(entry if "/" in entry else f"{entry}/{128 if ':' in entry else 32}")))
+        except ValueError as exc:
+            raise K8RouterError(f"load_balancer.pool[{index}]: {exc}") from None
+    schedulers = tuple(lb.get("schedulers") or ())
+    default = lb.get("default_scheduler") or "wrr"
+    if default not in schedulers:
+        raise K8RouterError(f"load_balancer.default_scheduler: {default!r} is not one of the schedulers")
+    return LbOptions(
+        settings=LbSettings(tuple(pool), schedulers, default),
+        classes=tuple(lb.get("classes") or ()),
+        include_unclassed=bool(lb.get("include_unclassed")),
+        write_status=bool(lb.get("write_status")),
+        ipvsadm=lb.get("ipvsadm") or "ipvsadm",
     )

@@ -30,6 +30,7 @@ from ansible_collections.k8router.edge.plugins.module_utils._haproxy import (
     CertEntry,
     RenderSettings,
     RuntimeApi,
+    Slot,
     render,
 )
 from ansible_collections.k8router.edge.plugins.module_utils._model import (
@@ -68,6 +69,7 @@ class Options:
     expiry_days: int
     backend_tls: bool = False
     backend_ca_file: str | None = None
+    load_balancer: Any = None  # _lb.LbOptions when the router set serves LoadBalancer services
 
 
 @dataclass
@@ -80,6 +82,8 @@ class Result:
     clusters: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     rendered: dict[str, str] = field(default_factory=dict)
+    services: list[dict[str, Any]] = field(default_factory=list)
+    ipvs: list[str] = field(default_factory=list)
 
 
 def _read_file(path: str) -> bytes | None:
@@ -275,14 +279,18 @@ def _run_locked(
     result.warnings.extend(cert_warnings)
     entries = _cert_entries(model, certs, result, opts.expiry_days)
     default = _default_certificate(opts, result)
-    sources: dict[str, list[str]] = {}
-    for snap in snapshots.values():
-        for host, src in snap.hosts.items():
-            sources.setdefault(host, []).extend(f"{snap.name}:{s}" for s in src)
     settings = RenderSettings(
         opts.haproxy.conf_dir, opts.haproxy.data_dir, opts.backend_tls, opts.backend_ca_file, default
     )
-    desired = render(model, entries, settings, sources)
+    applied = store.load_layout()
+    desired = render(model, entries, settings, {k: Slot(*v) for k, v in (applied.get("slots") or {}).items()})
+    if opts.load_balancer is not None and not rendered_only:
+        from ansible_collections.k8router.edge.plugins.module_utils._lb import converge_lb  # noqa: PLC0415
+
+        lb = converge_lb(opts.load_balancer, opts.clusters, snapshots, opts.state_dir, runner, check_mode=check_mode)
+        result.services, result.ipvs = lb.services, lb.operations
+        result.warnings.extend(lb.warnings)
+        result.changed = result.changed or lb.changed
     if rendered_only:
         result.rendered = {
             p: ("(certificate and key)" if p.endswith(".pem") else d.decode()) for p, d in desired.files.items()
@@ -296,8 +304,8 @@ def _run_locked(
         if e.endswith(".pem") and os.path.join(certs_dir, e) not in desired.files
     ]
     current = {path: _read_file(path) for path in desired.files}
-    plan = make_plan(desired, current, store.load_layout(), stale)
-    result.changed = plan.changed
+    plan = make_plan(desired, current, applied, stale)
+    result.changed = result.changed or plan.changed
     result.commands = list(plan.commands)
     if diff:
         result.diff = plan.diff(current)

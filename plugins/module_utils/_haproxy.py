@@ -24,10 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.k8router.edge.plugins.module_utils._errors import RuntimeApiError
-from ansible_collections.k8router.edge.plugins.module_utils._model import Model
+from ansible_collections.k8router.edge.plugins.module_utils._hosts import host_problem
+from ansible_collections.k8router.edge.plugins.module_utils._model import Backend, Model, Serving
 
 BACKENDS_FILE = "50-k8router.cfg"
 MIN_SLOTS = 4
+SNI_PER_LINE = 100  # SNI filters on one crt-list line
 DESCRIPTION_MAX = 400  # characters of a backend description before quoting (haproxy limits line length)
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]")
@@ -50,9 +52,9 @@ def quote(value: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
 
 
-def backend_name(host: str) -> str:
-    """A backend name for ``host``: stable, unique and made of safe characters only."""
-    return "k8r_" + hashlib.sha256(host.encode()).hexdigest()[:16]
+def backend_name(key: str) -> str:
+    """A backend name for ``key`` (the serving clusters): stable, unique, safe characters only."""
+    return "k8r_" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def _server_name(cluster: str, index: int) -> str:
@@ -113,58 +115,70 @@ class Rendered:
         return {"structure": self.structure, "slots": {k: v.as_list() for k, v in sorted(self.slots.items())}}
 
 
-def render(
-    model: Model, certs: Sequence[CertEntry], settings: RenderSettings, sources: Mapping[str, Sequence[str]]
-) -> Rendered:
-    """All of k8router's haproxy files for ``model``. ``sources`` names each host's Ingresses (for humans)."""
-    out = Rendered()
-    lines = ["# Written by k8router: one backend per ingress host. Do not edit; changes are overwritten.", ""]
-    skeleton = list(lines)
-    exact: list[str] = []
-    wild: list[str] = []
-    server_opts = ""
-    if settings.backend_tls:
-        ca = f"ca-file {quote(settings.backend_ca_file)}" if settings.backend_ca_file else "verify none"
-        server_opts = f" ssl {'verify required ' if settings.backend_ca_file else ''}{ca} sni req.hdr(host),field(1,:)"
-    for host, servings in model.hosts.items():
-        name = backend_name(host)
-        (wild if host.startswith("*.") else exact).append(f"{host} {name}")
-        clusters = ", ".join(s.cluster for s in servings)
-        description = f"{host} from {clusters}; ingresses: " + ", ".join(sources.get(host, []))
-        if len(description) > DESCRIPTION_MAX:
-            description = description[: DESCRIPTION_MAX - 3] + "..."
-        head = [
-            f"backend {name}",
-            "    mode http",
-            f"    description {quote(description)}",
-            "    balance roundrobin",
-            "    option redispatch",
-            "    retries 2",
-        ]
-        lines.extend(head)
-        skeleton.extend(head)
-        for serving in servings:
-            count = _slots(len(serving.backends))
-            for index in range(count):
-                server = _server_name(serving.cluster, index + 1)
-                if index < len(serving.backends):
-                    backend = serving.backends[index]
-                    slot = Slot(backend.address, backend.port, serving.weight, True)
-                else:
-                    slot = Slot("0.0.0.0", 80, serving.weight, False)  # noqa: S104 - an unused slot, disabled
-                out.slots[f"{name}/{server}"] = slot
-                state = "" if slot.enabled else " disabled"
-                lines.append(
-                    f"    server {server} {_addr(slot.address, slot.port)} weight {slot.weight}{state}{server_opts}"
-                )
-                skeleton.append(f"    server {server}{server_opts}")
-        lines.append("")
-        skeleton.append("")
-    conf = settings.conf_dir.rstrip("/")
+def _assign(
+    backends: Sequence[Backend], names: Sequence[str], previous: Mapping[str, Slot], prefix: str
+) -> list[Backend | None]:
+    """Backends to slots: each stays in the slot it had (pods coming and going move nothing else)."""
+    wanted = list(backends)
+    placed: list[Backend | None] = [None] * len(names)
+    for index, name in enumerate(names):
+        prev = previous.get(f"{prefix}/{name}")
+        if prev is not None and prev.enabled and Backend(prev.address, prev.port) in wanted:
+            placed[index] = Backend(prev.address, prev.port)
+            wanted.remove(placed[index])  # type: ignore[arg-type]
+    for index in range(len(names)):
+        if placed[index] is None and wanted:
+            placed[index] = wanted.pop(0)
+    return placed
+
+
+def _server_options(settings: RenderSettings) -> str:
+    if not settings.backend_tls:
+        return ""
+    if settings.backend_ca_file:
+        return f" ssl verify required ca-file {quote(settings.backend_ca_file)} sni req.hdr(host),field(1,:)"
+    return " ssl verify none sni req.hdr(host),field(1,:)"
+
+
+def _backend(
+    name: str,
+    clusters: Sequence[str],
+    count: int,
+    servings: Sequence[Serving],
+    options: str,
+    *,
+    before: Mapping[str, Slot],
+    out: Rendered,
+) -> tuple[list[str], list[str]]:
+    """The lines of one backend, and its skeleton (the lines without slot contents)."""
+    description = f"{count} host(s) served by {', '.join(clusters)}"
+    if len(description) > DESCRIPTION_MAX:
+        description = description[: DESCRIPTION_MAX - 3] + "..."
+    head = [
+        f"backend {name}",
+        "    mode http",
+        f"    description {quote(description)}",
+        "    balance roundrobin",
+        "    option redispatch",
+        "    retries 2",
+    ]
+    lines, skeleton = list(head), list(head)
+    for serving in servings:
+        names = [_server_name(serving.cluster, i + 1) for i in range(_slots(len(serving.backends)))]
+        for server, backend in zip(names, _assign(serving.backends, names, before, name), strict=True):
+            if backend is not None:
+                slot = Slot(backend.address, backend.port, serving.weight, True)
+            else:
+                slot = Slot("0.0.0.0", 80, serving.weight, False)  # noqa: S104 - an unused slot, disabled
+            out.slots[f"{name}/{server}"] = slot
+            state = "" if slot.enabled else " disabled"
+            lines.append(f"    server {server} {_addr(slot.address, slot.port)} weight {slot.weight}{state}{options}")
+            skeleton.append(f"    server {server}{options}")
+    return [*lines, ""], [*skeleton, ""]
+
+
+def _crt_list(certs: Sequence[CertEntry], settings: RenderSettings, out: Rendered) -> bytes:
     data = settings.data_dir.rstrip("/")
-    out.files[f"{conf}/{BACKENDS_FILE}"] = "\n".join(lines).encode()
-    out.files[f"{data}/hosts.map"] = ("\n".join(exact) + "\n" if exact else "").encode()
-    out.files[f"{data}/wildcards.map"] = ("\n".join(wild) + "\n" if wild else "").encode()
     crt_lines = [f"{data}/fallback.pem"]
     if settings.default_certificate is not None:
         out.files[f"{data}/default.pem"] = settings.default_certificate
@@ -172,8 +186,49 @@ def render(
     for cert in certs:
         path = f"{data}/certs/{cert.fingerprint}.pem"
         out.files[path] = cert.pem
-        crt_lines.append(f"{path} [alpn h2,http/1.1] {' '.join(cert.hosts)}")
-    out.files[f"{data}/crt-list.txt"] = ("\n".join(crt_lines) + "\n").encode()
+        # haproxy reads crt-list lines of at most 64 KiB: a certificate's SNI filters go on several
+        # lines of the same file (haproxy loads the file once).
+        hosts = [h for h in cert.hosts if host_problem(h) is None]
+        for first in range(0, len(hosts), SNI_PER_LINE):
+            crt_lines.append(f"{path} [alpn h2,http/1.1] {' '.join(hosts[first : first + SNI_PER_LINE])}")
+    return ("\n".join(crt_lines) + "\n").encode()
+
+
+def render(
+    model: Model, certs: Sequence[CertEntry], settings: RenderSettings, previous: Mapping[str, Slot] | None = None
+) -> Rendered:
+    """All of k8router's haproxy files for ``model``.
+
+    Hosts served by the same clusters share one backend, so a pod coming or going touches one
+    backend per set of clusters, not one per host. ``previous`` (the applied slots) keeps every pod
+    in the slot it had. Hosts that are not valid Ingress hosts never reach a map (defence in depth:
+    the model refuses them first).
+    """
+    out = Rendered()
+    lines = ["# Written by k8router: one backend per set of clusters serving hosts. Do not edit.", ""]
+    skeleton = list(lines)
+    exact: list[str] = []
+    wild: list[str] = []
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for host, servings in model.hosts.items():
+        if host_problem(host) is None:
+            groups.setdefault(tuple(s.cluster for s in servings), []).append(host)
+    options = _server_options(settings)
+    for clusters, hosts in sorted(groups.items()):
+        name = backend_name("|".join(clusters))
+        for host in hosts:
+            (wild if host.startswith("*.") else exact).append(f"{host} {name}")
+        block, block_skeleton = _backend(
+            name, clusters, len(hosts), model.hosts[hosts[0]], options, before=previous or {}, out=out
+        )
+        lines.extend(block)
+        skeleton.extend(block_skeleton)
+    conf = settings.conf_dir.rstrip("/")
+    data = settings.data_dir.rstrip("/")
+    out.files[f"{conf}/{BACKENDS_FILE}"] = "\n".join(lines).encode()
+    out.files[f"{data}/hosts.map"] = "".join(f"{line}\n" for line in sorted(exact)).encode()
+    out.files[f"{data}/wildcards.map"] = "".join(f"{line}\n" for line in sorted(wild)).encode()
+    out.files[f"{data}/crt-list.txt"] = _crt_list(certs, settings, out)
     structure_parts = {k: v for k, v in out.files.items() if not k.endswith(BACKENDS_FILE)}
     digest = hashlib.sha256("\n".join(skeleton).encode())
     digest.update(json.dumps({k: hashlib.sha256(v).hexdigest() for k, v in sorted(structure_parts.items())}).encode())
@@ -206,8 +261,9 @@ class RuntimeApi:
         self.timeout = timeout
 
     def send(self, command: str) -> str:
-        if "\n" in command or ";" in command:
-            raise RuntimeApiError(f"refusing a runtime command with a newline or ';': {command!r}")
+        """One line (commands may be joined by ``;``) and the whole answer."""
+        if "\n" in command:
+            raise RuntimeApiError(f"refusing a runtime command with a newline: {command!r}")
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(self.timeout)
             sock.connect(self.path)
@@ -241,13 +297,17 @@ class RuntimeApi:
             time.sleep(0.05)
         return False
 
-    def apply(self, commands: Sequence[str]) -> list[str]:
-        """Send each command; raise RuntimeApiError on the first refusal. Returns the answers."""
+    def apply(self, commands: Sequence[str], batch: int = 50) -> list[str]:
+        """Send the commands, ``batch`` to a connection; raise RuntimeApiError on a refusal. Returns the answers."""
         answers = []
         for command in commands:
-            answer = self.send(command)
+            if "\n" in command or ";" in command:
+                raise RuntimeApiError(f"refusing a runtime command with a newline or ';': {command!r}")
+        for first in range(0, len(commands), batch):
+            chunk = commands[first : first + batch]
+            answer = self.send("; ".join(chunk))
             lowered = answer.lower()
             if any(word in lowered for word in ("unknown", "invalid", "not found", "error", "no such", "require")):
-                raise RuntimeApiError(f"haproxy refused {command!r}: {answer}")
+                raise RuntimeApiError(f"haproxy refused one of {chunk!r}: {answer}")
             answers.append(answer)
         return answers

@@ -90,6 +90,45 @@ options:
         type: list
         elements: str
         default: [systemctl, reload, haproxy]
+  load_balancer:
+    description:
+      - Serve LoadBalancer services with IPVS on the router (NAT to each offering cluster's service cluster IP).
+      - Only virtual services on addresses of O(load_balancer.pool) are k8router's; other IPVS entries are left alone.
+    type: dict
+    suboptions:
+      pool:
+        description: Addresses and CIDRs this router set gives to services (floated by the router role's VRRP).
+        type: list
+        elements: str
+        required: true
+      classes:
+        description: C(loadBalancerClass) values this router set serves.
+        type: list
+        elements: str
+        default: []
+      include_unclassed:
+        description: Also serve LoadBalancer services without a class.
+        type: bool
+        default: false
+      write_status:
+        description:
+          - Write the address into each Service's C(status.loadBalancer.ingress).
+          - Only the router set that owns the services should.
+        type: bool
+        default: false
+      schedulers:
+        description: IPVS schedulers a service may ask for with the annotation C(k8router.edge/scheduler).
+        type: list
+        elements: str
+        default: [rr, wrr, lc, wlc, sh, mh]
+      default_scheduler:
+        description: Scheduler of services that ask for none.
+        type: str
+        default: wrr
+      ipvsadm:
+        description: The ipvsadm binary.
+        type: str
+        default: ipvsadm
   lock_timeout:
     description: Seconds to wait for another run to finish before failing with a clear message.
     type: float
@@ -150,6 +189,16 @@ commands:
   returned: always
   type: list
   elements: str
+services:
+  description: LoadBalancer services served, with their addresses and ports (with O(load_balancer)).
+  returned: always
+  type: list
+  elements: dict
+ipvs:
+  description: IPVS changes made (or, in check mode, that would be made).
+  returned: always
+  type: list
+  elements: str
 rendered:
   description: The files k8router would write (certificates named only), with O(state=rendered).
   returned: when state is rendered
@@ -192,6 +241,8 @@ def main() -> None:
         "hosts": result.hosts,
         "clusters": result.clusters,
         "warnings_list": result.warnings,
+        "services": result.services,
+        "ipvs": result.ipvs,
     }
     if module.params["state"] == "rendered":
         output["rendered"] = result.rendered

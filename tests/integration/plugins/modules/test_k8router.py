@@ -318,6 +318,18 @@ def test_module_check_diff_rendered_and_idempotence(world: dict[str, Any], hapro
 
     converge(world["params"])
     assert play()["changed"] is False
+    info_args = {k: args[k] for k in ("clusters", "certificate_dir", "state_dir", "request_timeout", "max_age")}
+    (tmp_path / "info.yml").write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        f"    - k8router.edge.k8router_info: {json.dumps(info_args)}\n      register: out\n"
+        "    - ansible.builtin.copy: {content: '{{ out | to_json }}', dest: '" + str(tmp_path / "info.json") + "'}\n"
+    )
+    out = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", str(tmp_path / "info.yml")],
+                         capture_output=True, text=True, env=env, cwd=REPO, check=False)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    info = json.loads((tmp_path / "info.json").read_text())
+    assert info["changed"] is False
+    assert {h["host"]: h["clusters"] for h in info["hosts"]}["shop.example.com"] == ["alpha", "beta"]
     rendered = play(state="rendered")
     assert rendered["changed"] is False
     files = rendered["rendered"]

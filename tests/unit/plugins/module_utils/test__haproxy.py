@@ -21,6 +21,7 @@ from ansible_collections.k8router.edge.plugins.module_utils._haproxy import (
     render,
     runtime_commands,
 )
+from ansible_collections.k8router.edge.plugins.module_utils._hosts import host_problem
 from ansible_collections.k8router.edge.plugins.module_utils._model import Backend, Model, Serving
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -41,10 +42,11 @@ def model() -> Model:
     )
 
 
+CERTS = [CertEntry("f" * 64, PEM, ("shop.example.org",)), CertEntry("a" * 64, PEM, ("*.apps.example.org",))]
+
+
 def rendered(cfg: RenderSettings = SETTINGS) -> Rendered:
-    certs = [CertEntry("f" * 64, PEM, ("shop.example.org",)), CertEntry("a" * 64, PEM, ("*.apps.example.org",))]
-    sources = {"shop.example.org": ["alpha:shop/web", "beta:shop/web"], "*.apps.example.org": ["alpha:apps/all"]}
-    return render(model(), certs, cfg, sources)
+    return render(model(), CERTS, cfg)
 
 
 @pytest.mark.parametrize(
@@ -79,19 +81,44 @@ def test_certificate_files_are_named_by_fingerprint() -> None:
     )
 
 
-def test_structure_ignores_slot_contents_but_not_slot_count() -> None:
+def test_hosts_served_by_the_same_clusters_share_a_backend() -> None:
+    mdl = model()
+    mdl.hosts["more.example.org"] = mdl.hosts["shop.example.org"]
+    out = render(mdl, [], SETTINGS)
+    hosts = dict(line.split() for line in out.files["/etc/haproxy/k8router/hosts.map"].decode().splitlines())
+    assert hosts["more.example.org"] == hosts["shop.example.org"] == backend_name("alpha|beta")
+    assert out.files["/etc/haproxy/k8router.d/50-k8router.cfg"].decode().count("\nbackend ") == 3
+
+
+def test_structure_ignores_slot_contents_and_weights_but_not_slot_count() -> None:
     base = rendered()
     moved = model()
     moved.hosts["shop.example.org"][0] = Serving("alpha", 100, (Backend("10.244.9.9", 8080),))
-    other = render(moved, [CertEntry("f" * 64, PEM, ("shop.example.org",)), CertEntry("a" * 64, PEM, ("*.apps.example.org",))],
-                   SETTINGS, {"shop.example.org": ["alpha:shop/web", "beta:shop/web"], "*.apps.example.org": ["alpha:apps/all"]})  # fmt: skip
-    assert other.structure == base.structure
+    moved.hosts["shop.example.org"][1] = Serving("beta", 100, moved.hosts["shop.example.org"][1].backends)
+    assert render(moved, CERTS, SETTINGS).structure == base.structure
     grown = model()
     grown.hosts["shop.example.org"][0] = Serving("alpha", 100, tuple(Backend(f"10.244.0.{i}", 8080) for i in range(5)))
-    assert render(grown, [], SETTINGS, {}).structure != render(model(), [], SETTINGS, {}).structure
+    assert render(grown, [], SETTINGS).structure != render(model(), [], SETTINGS).structure
 
 
-SHOP = backend_name("shop.example.org")
+def test_pods_keep_their_slots() -> None:
+    pods = tuple(Backend(f"10.244.0.{i}", 8080) for i in (1, 2, 3))
+    first = render(Model(hosts={"a.example.org": [Serving("alpha", 100, pods)]}), [], SETTINGS)
+    second = render(Model(hosts={"a.example.org": [Serving("alpha", 100, pods[1:])]}), [], SETTINGS, first.slots)
+    name = backend_name("alpha")
+    assert [s.address for s in first.slots.values()][:3] == ["10.244.0.1", "10.244.0.2", "10.244.0.3"]
+    assert second.slots[f"{name}/alpha_1"].enabled is False
+    assert second.slots[f"{name}/alpha_2"] == first.slots[f"{name}/alpha_2"]
+    assert second.slots[f"{name}/alpha_3"] == first.slots[f"{name}/alpha_3"]
+    assert runtime_commands(first.layout(), second) == [f"set server {name}/alpha_1 state maint"]
+
+
+def test_sni_filters_are_spread_over_lines() -> None:
+    hosts = tuple(f"h{i}.example.org" for i in range(250))
+    out = render(Model(), [CertEntry("c" * 64, PEM, hosts)], SETTINGS)
+    lines = out.files["/etc/haproxy/k8router/crt-list.txt"].decode().splitlines()
+    assert len(lines) == 4
+    assert [len(line.split()) - 3 for line in lines[1:]] == [100, 100, 50]
 
 
 @pytest.mark.parametrize(
@@ -172,17 +199,28 @@ def _haproxy_check(files: dict[str, bytes], tmp: Path) -> subprocess.CompletedPr
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(names=st.lists(HOSTILE, min_size=1, max_size=4), cluster=HOSTILE)
-def test_hostile_strings_never_add_a_directive(names: list[str], cluster: str) -> None:
-    """Hostile ingress names, namespaces and cluster names reach haproxy only through quote(): every
-    rendered configuration passes `haproxy -c` and has exactly the directives the renderer writes."""
+@given(hosts=st.lists(HOSTILE, min_size=1, max_size=4), cluster=HOSTILE)
+def test_hostile_strings_never_add_a_directive(hosts: list[str], cluster: str) -> None:
+    """Hostile hosts and cluster names (should they get past the reader) never add a directive or a map
+    entry: every rendered configuration passes `haproxy -c` with exactly the directives the renderer writes."""
     if shutil.which("haproxy") is None:
         pytest.fail("haproxy is not installed (make host-packages)")
-    mdl = Model(hosts={"shop.example.org": [Serving(cluster or "c", 100, (Backend("10.0.0.1", 80),))]})
-    out = render(mdl, [], SETTINGS, {"shop.example.org": names})
+    serving = [Serving(cluster or "c", 100, (Backend("10.0.0.1", 80),))]
+    mdl = Model(hosts=dict.fromkeys([*hosts, "shop.example.org"], serving))
+    out = render(mdl, [CertEntry("c" * 64, PEM, (*hosts, "shop.example.org"))], SETTINGS)
     text = out.files["/etc/haproxy/k8router.d/50-k8router.cfg"].decode()
     directives = [line.split()[0] for line in text.splitlines() if line.strip() and not line.startswith("#")]
     assert directives == ["backend", "mode", "description", "balance", "option", "retries"] + ["server"] * 4
+    maps = (
+        out.files["/etc/haproxy/k8router/hosts.map"].decode()
+        + out.files["/etc/haproxy/k8router/wildcards.map"].decode()
+    )
+    valid = sorted({h for h in [*hosts, "shop.example.org"] if host_problem(h) is None})
+    assert sorted(line.split()[0] for line in maps.splitlines()) == valid
+    crt = out.files["/etc/haproxy/k8router/crt-list.txt"].decode().splitlines()
+    assert sorted(crt[1].split()[3:]) == sorted(
+        dict.fromkeys(h for h in [*hosts, "shop.example.org"] if host_problem(h) is None)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         proc = _haproxy_check(out.files, Path(tmp))
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,0 +1,121 @@
+# Copyright: k8router.edge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The L4 half of a run: LoadBalancer services -> addresses -> IPVS, by diff, and the Service status."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ansible_collections.k8router.edge.plugins.module_utils._cluster import ClusterSource, publish_address
+from ansible_collections.k8router.edge.plugins.module_utils._errors import ClusterReadError, K8RouterError
+from ansible_collections.k8router.edge.plugins.module_utils._ipvs import (
+    IpvsDriver,
+    IpvsError,
+    RealServer,
+    VirtualService,
+    plan,
+)
+from ansible_collections.k8router.edge.plugins.module_utils._model import ClusterSettings, ClusterSnapshot
+from ansible_collections.k8router.edge.plugins.module_utils._services import (
+    LbSettings,
+    plan_services,
+    pool_contains,
+    served,
+)
+from ansible_collections.k8router.edge.plugins.module_utils._state import write_atomic
+
+ALLOCATIONS = "lb-addresses.json"
+
+
+@dataclass(frozen=True)
+class LbOptions:
+    """The router set's load-balancer options."""
+
+    settings: LbSettings
+    classes: tuple[str, ...] = ()
+    include_unclassed: bool = False
+    write_status: bool = False
+    ipvsadm: str = "ipvsadm"
+
+
+@dataclass
+class LbResult:
+    changed: bool = False
+    operations: list[str] = field(default_factory=list)
+    services: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _load(state_dir: str) -> dict[str, str]:
+    try:
+        with open(os.path.join(state_dir, ALLOCATIONS), encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (FileNotFoundError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def desired_table(virtuals: Sequence[Any]) -> dict[tuple[str, str, int], VirtualService]:
+    table: dict[tuple[str, str, int], VirtualService] = {}
+    for v in virtuals:
+        reals = tuple(RealServer(r.address, r.port, r.weight) for r in v.reals)
+        table[(v.protocol, v.address, v.port)] = VirtualService(v.protocol, v.address, v.port, v.scheduler, reals)
+    return table
+
+
+def converge_lb(
+    opts: LbOptions,
+    clusters: Sequence[tuple[ClusterSource, ClusterSettings]],
+    snapshots: Mapping[str, ClusterSnapshot],
+    state_dir: str,
+    runner: Callable[[Sequence[str]], tuple[int, str, str]],
+    *,
+    check_mode: bool,
+) -> LbResult:
+    """Allocate, plan IPVS against the kernel's table (only entries in the pool are k8router's), apply, publish."""
+    result = LbResult()
+    weights = {cfg.name: (0 if cfg.state == "drain" else cfg.weight) for _, cfg in clusters if cfg.state != "offline"}
+    services = served([s for snap in snapshots.values() for s in snap.services], opts.classes, opts.include_unclassed)
+    previous = _load(state_dir)
+    lb = plan_services(services, opts.settings, previous, weights)
+    result.warnings.extend(lb.problems)
+    for key, address in sorted(lb.addresses.items()):
+        svc = next(s for s in services if s.key == key)
+        result.services.append(
+            {"service": key, "address": address, "ports": [f"{p.port}/{p.protocol}" for p in svc.ports]}
+        )
+    driver = IpvsDriver(runner, opts.ipvsadm)
+    pool = opts.settings.pool
+
+    def owned(key: tuple[str, str, int]) -> bool:
+        return pool_contains(pool, key[1]) and key[1] not in lb.frozen
+
+    try:
+        ops = plan(desired_table(lb.virtuals), driver.current(), owned)
+    except IpvsError as exc:
+        raise K8RouterError(f"IPVS: {exc}") from exc
+    result.operations = [op.text for op in ops]
+    result.changed = bool(ops) or lb.addresses != previous or (opts.write_status and bool(lb.status_writes))
+    if check_mode:
+        return result
+    if ops:
+        try:
+            driver.apply(ops)
+        except IpvsError as exc:
+            raise K8RouterError(f"IPVS: {exc}") from exc
+    if lb.addresses != previous:
+        os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        write_atomic(os.path.join(state_dir, ALLOCATIONS), json.dumps(lb.addresses, sort_keys=True).encode(), 0o600)
+    if opts.write_status:
+        sources = {src.name: src for src, _ in clusters}
+        for key, address in sorted(lb.status_writes.items()):
+            cluster, namespace, name = key.split("/", 2)
+            try:
+                publish_address(sources[cluster], namespace, name, address)
+            except ClusterReadError as exc:
+                result.warnings.append(str(exc))
+    return result
