@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
     from lab.haproxylab import Haproxy
-    from lab.kubelab import Cluster
+    from lab.kubelab import CertAuthority, Cluster
 
 RESULTS = REPO / "bench" / "results"
 INGRESS_CLASS = "bench"
@@ -317,31 +317,9 @@ def load_ingresses(clusters: Sequence[Cluster], ingresses: int, hosts: Hosts, th
     return time.perf_counter() - started
 
 
-def wildcard_certificate(directory: Path, zone: str) -> None:
-    from cryptography import x509  # noqa: PLC0415
-    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
-    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
-    from cryptography.x509.oid import NameOID  # noqa: PLC0415
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"*.{zone}")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=60))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(f"*.{zone}")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+def wildcard_certificate(directory: Path, zone: str, ca: CertAuthority) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"{zone}.pem").write_bytes(
-        cert.public_bytes(serialization.Encoding.PEM)
-        + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    (directory / f"{zone}.pem").write_bytes(ca.issue_pem(f"*.{zone}", [f"*.{zone}"], days=60))
 
 
 @contextmanager
@@ -556,8 +534,9 @@ def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         figures["setup"]["ingress_load_s"] = load_s
         figures["setup"]["ingress_load_per_s"] = args.clusters * args.ingresses / load_s
         print(f"{args.clusters * args.ingresses} ingresses loaded in {load_s:.1f} s", flush=True)
+        bench_ca = kubelab.CertAuthority.create("k8router bench CA")
         for zone in zones(names):
-            wildcard_certificate(work / "certs", zone)
+            wildcard_certificate(work / "certs", zone, bench_ca)
         with running_haproxy(work / "haproxy") as h:
             params = module_params(clusters, h, work)
             figures.update(

@@ -206,6 +206,7 @@ class CertAuthority:
         client: bool = False,
         dns_names: Sequence[str] = (),
         ips: Sequence[str] = (),
+        days: int = CERT_DAYS,
     ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         key = _new_key()
         now = dt.datetime.now(dt.UTC)
@@ -219,7 +220,7 @@ class CertAuthority:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=CERT_DAYS))
+            .not_valid_after(now + dt.timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_key_usage(ca=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
@@ -231,6 +232,15 @@ class CertAuthority:
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         return builder.sign(self.key, hashes.SHA256()), key
+
+    def issue_pem(self, common_name: str, dns_names: Sequence[str], days: int = CERT_DAYS) -> bytes:
+        """A serving certificate for ``dns_names`` and its key, in one PEM (as haproxy and k8router take it)."""
+        cert, key = self.issue(common_name, server=True, dns_names=dns_names, days=days)
+        return _cert_pem(cert) + _key_pem(key)
+
+    @property
+    def pem(self) -> bytes:
+        return _cert_pem(self.cert)
 
 
 def _cert_pem(cert: x509.Certificate) -> bytes:

@@ -3,7 +3,6 @@ every cluster offering it, TLS ended at the router with certificates matched by 
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import subprocess
@@ -16,10 +15,6 @@ from typing import Any
 import kubernetes.client as k8s
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from ansible_collections.k8router.edge.plugins.module_utils._args import CONVERGE_ARGS, options_from_params
 from ansible_collections.k8router.edge.plugins.module_utils._converge import Result, run
@@ -38,45 +33,15 @@ PODS = {
 
 
 class Pki:
+    """A CA for the ingress certificates; the TLS clients trust only it."""
+
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "k8router test CA")])
-        now = datetime.datetime.now(datetime.UTC)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(self.key, hashes.SHA256())
-        )
+        self.ca = kubelab.CertAuthority.create("k8router test CA")
         self.ca_file = root / "ca.pem"
-        self.ca_file.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        self.ca_file.write_bytes(self.ca.pem)
 
     def issue(self, path: Path, cn: str, names: list[str], days: int = 20) -> Path:
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
-        path.write_bytes(
-            cert.public_bytes(serialization.Encoding.PEM)
-            + key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
+        path.write_bytes(self.ca.issue_pem(cn, names, days=days))
         return path
 
 
