@@ -201,3 +201,32 @@ def test_cache_serves_when_the_cluster_is_gone(nodes: dict[str, kubelab.Cluster]
     assert sorted(listing(config)["alpha_workers"]["hosts"]) == ["inv-a-w1", "inv-a-w2"]
     kubeconfig.write_text("not: a kubeconfig\n")
     assert sorted(listing(config)["alpha_workers"]["hosts"]) == ["inv-a-w1", "inv-a-w2"]
+
+
+def test_router_role_takes_neighbours_and_api_backends_from_the_groups(
+    nodes: dict[str, kubelab.Cluster], tmp_path: Path
+) -> None:
+    """The router role's resolve_clusters filter reads what the plugin produced, with no glue."""
+    config = write_config(
+        tmp_path, [cluster_entry(nodes["alpha"], bgp_as=64512, api_vip="192.0.2.250", pod_cidrs=["10.244.0.0/16"])]
+    )
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
+    expression = "{{ [{'name': 'alpha'}] | k8router.edge.resolve_clusters(groups, hostvars) | to_json }}"
+    result = subprocess.run(
+        ["ansible", "-i", str(config), "-i", "localhost,", "localhost", "-c", "local", "-m", "ansible.builtin.debug",
+         "-a", f"msg={expression}"],
+        capture_output=True, text=True, env=env, cwd=REPO, check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    resolved = json.loads(result.stdout.split("=>", 1)[1])["msg"]
+    if isinstance(resolved, str):
+        resolved = json.loads(resolved)
+    (alpha,) = resolved
+    assert alpha["workers"] == [
+        {"name": "inv-a-w1", "address": "10.201.0.21"},
+        {"name": "inv-a-w2", "address": "10.201.0.22"},
+    ]
+    assert alpha["control_plane"] == [{"name": "inv-a-cp1", "address": "10.201.0.10"}]
+    assert alpha["bgp_as"] == 64512
+    assert alpha["api_vip"] == "192.0.2.250"
+    assert alpha["pod_cidrs"] == ["10.244.0.0/16"]
