@@ -21,6 +21,7 @@ names from a fixed alphabet), so an argv or a restore line can only ever say wha
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -45,9 +46,10 @@ FORWARDS = {"-m": "masq", "-g": "route", "-i": "tunnel"}
 _FORWARD_LONG = {"--masquerading": "masq", "--gatewaying": "route", "--ipip": "tunnel"}
 MASQ = "masq"
 MAX_WEIGHT = 65535
-_SCHEDULER = re.compile(r"^[a-z][a-z0-9_]{0,14}$")  # IP_VS_SCHEDNAME_MAXLEN is 16 with the NUL
-_ENDPOINT6 = re.compile(r"^\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$")
-_ENDPOINT4 = re.compile(r"^([0-9.]+):(\d{1,5})$")
+_SCHEDULER = re.compile(r"[a-z][a-z0-9_]{0,14}")  # IP_VS_SCHEDNAME_MAXLEN is 16 with the NUL
+_ENDPOINT6 = re.compile(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})")
+_ENDPOINT4 = re.compile(r"([0-9.]+):(\d{1,5})")
+_SPACE = re.compile(r"\s")
 
 OP_DELETE_REAL = "delete-real"
 OP_ADD_SERVICE = "add-service"
@@ -63,6 +65,7 @@ _OP_FLAG = {
     OP_EDIT_REAL: "-e",
     OP_DELETE_SERVICE: "-D",
 }
+_REAL_OPS = (OP_DELETE_REAL, OP_ADD_REAL, OP_EDIT_REAL)
 _PROTOCOL_ORDER = {p: i for i, p in enumerate(PROTOCOLS)}
 
 
@@ -80,11 +83,20 @@ class IpvsError(Exception):
         self.stderr = stderr
 
 
+@functools.lru_cache(maxsize=65536)
+def _compressed(text: str) -> str:
+    # No IPv6 scope ("fe80::1%eth0"): ipaddress takes any text after the "%", newlines included, and IPVS
+    # has no use for link-local virtual services or real servers.
+    if "%" in text:
+        raise ValueError("scoped address")
+    return ipaddress.ip_address(text.strip()).compressed
+
+
 def _address(value: object, what: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{what}: {value!r} is not an IP address")
     try:
-        return ipaddress.ip_address(value.strip()).compressed
+        return _compressed(value)
     except ValueError:
         raise ValueError(f"{what}: {value!r} is not an IP address") from None
 
@@ -95,6 +107,14 @@ def _integer(value: object, low: int, high: int, what: str) -> int:
     return value
 
 
+def _tokens(value: object, what: str) -> tuple[str, ...]:
+    """Flags kept verbatim: each one word (they end up on an argv and on ``ipvsadm -R`` lines)."""
+    words = tuple(value) if isinstance(value, (tuple, list)) else None
+    if words is None or not all(isinstance(w, str) and w and not _SPACE.search(w) for w in words):
+        raise ValueError(f"{what}: flags {value!r} are not single words")
+    return words
+
+
 def endpoint(address: str, port: int) -> str:
     """``address:port`` as ipvsadm writes and reads it: ``10.0.0.1:80``, ``[2001:db8::1]:80``."""
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
@@ -102,7 +122,7 @@ def endpoint(address: str, port: int) -> str:
 
 def parse_endpoint(text: str) -> tuple[str, int]:
     """The inverse of :func:`endpoint` (the address normalized)."""
-    match = _ENDPOINT6.match(text) or _ENDPOINT4.match(text)
+    match = _ENDPOINT6.fullmatch(text) or _ENDPOINT4.fullmatch(text)
     if not match:
         raise ValueError(f"{text!r} is not an ipvsadm address:port")
     return _address(match.group(1), text), _integer(int(match.group(2)), 0, 65535, f"port of {text}")
@@ -119,6 +139,7 @@ def service_key(protocol: str, address: str, port: int) -> ServiceKey:
     return protocol, _address(address, "virtual service address"), _integer(port, 0, 65535, "virtual service port")
 
 
+@functools.lru_cache(maxsize=65536)
 def _address_order(address: str) -> tuple[int, int]:
     ip = ipaddress.ip_address(address)
     return ip.version, int(ip)
@@ -149,7 +170,7 @@ class RealServer:
         _integer(self.weight, 0, MAX_WEIGHT, f"weight of real server {self.address}")
         if self.forward not in FORWARDS.values():
             raise ValueError(f"real server {self.address}: forwarding {self.forward!r} is unknown")
-        object.__setattr__(self, "options", tuple(self.options))
+        object.__setattr__(self, "options", _tokens(self.options, f"real server {self.address}"))
 
     @property
     def key(self) -> RealKey:
@@ -179,20 +200,21 @@ class VirtualService:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "address", service_key(self.protocol, self.address, self.port)[1])
-        if not isinstance(self.scheduler, str) or not _SCHEDULER.match(self.scheduler):
+        if not isinstance(self.scheduler, str) or not _SCHEDULER.fullmatch(self.scheduler):
             raise ValueError(f"{self.name}: scheduler {self.scheduler!r} is not a scheduler name")
         if self.persistence is not None:
             _integer(self.persistence, 1, 2**31 - 1, f"{self.name}: persistence timeout")
+        for real in self.reals:
+            if not isinstance(real, RealServer):
+                raise ValueError(f"{self.name}: {real!r} is not a RealServer")
         reals = tuple(sorted(self.reals, key=lambda r: (*_address_order(r.address), r.port)))
         seen: set[RealKey] = set()
         for real in reals:
-            if not isinstance(real, RealServer):
-                raise ValueError(f"{self.name}: {real!r} is not a RealServer")
             if real.key in seen:
                 raise ValueError(f"{self.name}: real server {real.endpoint} listed twice")
             seen.add(real.key)
         object.__setattr__(self, "reals", reals)
-        object.__setattr__(self, "options", tuple(self.options))
+        object.__setattr__(self, "options", _tokens(self.options, self.name))
 
     @property
     def key(self) -> ServiceKey:
@@ -231,9 +253,22 @@ class Op:
     real: RealServer | None = None
     previous: object | None = None  # for edits: the VirtualService or RealServer being replaced
 
+    def __post_init__(self) -> None:
+        if self.kind not in _OP_FLAG:
+            raise ValueError(f"operation {self.kind!r} is not one of {', '.join(_OP_FLAG)}")
+        if not isinstance(self.service, VirtualService):
+            raise ValueError(f"operation {self.kind}: {self.service!r} is not a VirtualService")
+        if (self.kind in _REAL_OPS) != isinstance(self.real, RealServer):
+            raise ValueError(f"operation {self.kind} on {self.service.name}: real server {self.real!r}")
+
     @property
     def key(self) -> ServiceKey:
         return self.service.key
+
+    def _real(self) -> RealServer:
+        if self.real is None:  # excluded by __post_init__
+            raise ValueError(f"operation {self.kind} has no real server")
+        return self.real
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -241,17 +276,14 @@ class Op:
         if self.kind in (OP_ADD_SERVICE, OP_EDIT_SERVICE):
             args += self.service.settings_args()
         elif self.kind in (OP_ADD_REAL, OP_EDIT_REAL):
-            assert self.real is not None
-            args += _real_args(self.real)
+            args += _real_args(self._real())
         elif self.kind == OP_DELETE_REAL:
-            assert self.real is not None
-            args += ["-r", self.real.endpoint]
+            args += ["-r", self._real().endpoint]
         return tuple(args)
 
     @property
     def text(self) -> str:
         svc = self.service
-        real = self.real
         if self.kind == OP_ADD_SERVICE:
             extra = f", persistence {svc.persistence} s" if svc.persistence is not None else ""
             return f"add virtual service {svc.name} (scheduler {svc.scheduler}{extra})"
@@ -259,7 +291,7 @@ class Op:
             return f"delete virtual service {svc.name} (with its {len(svc.reals)} real servers)"
         if self.kind == OP_EDIT_SERVICE:
             return f"edit virtual service {svc.name}: {_service_change(self.previous, svc)}"
-        assert real is not None
+        real = self._real()
         if self.kind == OP_ADD_REAL:
             return f"add real server {real.endpoint} to {svc.name} (NAT, weight {_weight(real.weight)})"
         if self.kind == OP_DELETE_REAL:
@@ -363,6 +395,15 @@ def _parse_service(key: ServiceKey, rest: list[str], line_no: int) -> VirtualSer
         raise IpvsError(f"ipvsadm -Sn line {line_no}: {exc}") from None
 
 
+def _with_reals(svc: VirtualService, reals: Sequence[RealServer]) -> VirtualService:
+    try:
+        return VirtualService(
+            svc.protocol, svc.address, svc.port, svc.scheduler, tuple(reals), svc.persistence, svc.options
+        )
+    except ValueError as exc:
+        raise IpvsError(f"ipvsadm -Sn: {exc}") from None
+
+
 def _parse_real(rest: list[str], line_no: int) -> RealServer:
     address: str | None = None
     port = 0
@@ -425,15 +466,7 @@ def parse_save(text: str) -> dict[ServiceKey, VirtualService]:
             if key not in services:
                 raise IpvsError(f"ipvsadm -Sn line {line_no}: real server of unknown service {endpoint(*key[1:])}")
             reals[key].append(_parse_real(rest, line_no))
-    table: dict[ServiceKey, VirtualService] = {}
-    for key, svc in services.items():
-        try:
-            table[key] = VirtualService(
-                svc.protocol, svc.address, svc.port, svc.scheduler, tuple(reals[key]), svc.persistence, svc.options
-            )
-        except ValueError as exc:
-            raise IpvsError(f"ipvsadm -Sn: {exc}") from None
-    return table
+    return {key: _with_reals(svc, reals[key]) if reals[key] else svc for key, svc in services.items()}
 
 
 def format_save(table: Mapping[ServiceKey, VirtualService]) -> str:
@@ -457,15 +490,19 @@ def owned_keys(keys: Iterable[ServiceKey]) -> Callable[[ServiceKey], bool]:
 
 
 def _check_desired(key: ServiceKey, svc: VirtualService) -> VirtualService:
-    if service_key(*key) != svc.key:
-        raise ValueError(f"desired table: key {key!r} holds {svc.name}")
+    try:
+        normalized = service_key(*key)
+    except (TypeError, ValueError) as exc:
+        raise IpvsError(f"desired table: key {key!r}: {exc}") from None
+    if normalized != svc.key:
+        raise IpvsError(f"desired table: key {key!r} holds {svc.name}")
     if svc.options:
-        raise ValueError(f"{svc.name}: unknown ipvsadm flags {svc.options!r} (only read from tables, never planned)")
+        raise IpvsError(f"{svc.name}: unknown ipvsadm flags {svc.options!r} (only read from tables, never planned)")
     for real in svc.reals:
         if real.forward != MASQ or real.options:
-            raise ValueError(f"{svc.name}: real server {real.endpoint} must be NAT without extra flags")
+            raise IpvsError(f"{svc.name}: real server {real.endpoint} must be NAT without extra flags")
         if _family(real.address) != _family(svc.address):
-            raise ValueError(f"{svc.name}: real server {real.endpoint} is of another address family (NAT needs one)")
+            raise IpvsError(f"{svc.name}: real server {real.endpoint} is of another address family (NAT needs one)")
     return svc
 
 
@@ -488,6 +525,9 @@ def plan(
     deleted, and a desired entry on a foreign key is not applied (the caller reports that conflict, see
     :func:`conflicts`). The order is fixed: real server deletes, adds (each new service, then its real
     servers), edits, service deletes; within each, key order. ``plan(x, x, owned) == []``.
+
+    A desired table IPVS cannot serve (an IPv6 virtual service with IPv4 real servers: NAT needs one address
+    family; flags only read from tables; a key that does not match its service) raises IpvsError.
     """
     wanted: dict[ServiceKey, VirtualService] = {}
     for key, svc in desired.items():
@@ -503,8 +543,8 @@ def plan(
         want = wanted.get(key)
         have = have_table.get(key)
         if want is None:
-            assert have is not None
-            delete_services.append(Op(OP_DELETE_SERVICE, have))
+            if have is not None:
+                delete_services.append(Op(OP_DELETE_SERVICE, have))
             continue
         if have is None:
             adds.append(Op(OP_ADD_SERVICE, want))
@@ -581,8 +621,9 @@ class IpvsDriver:
     def apply_restore(self, ops: Sequence[Op]) -> int:
         """Apply a batch of adds (new services and real servers) with one ``ipvsadm -R``; returns the count.
 
-        ``ipvsadm -R`` goes on after a failed line and still exits 0, so any message on its output is a
-        failure, and the table is read back to name the operations that did not take effect.
+        ``ipvsadm -R`` goes on after a failed line and its exit status is only the last line's, so any message
+        on its output is a failure too, and the table is read back to name the operations that did not take
+        effect.
         """
         if self.restore_runner is None:
             raise IpvsError("apply_restore needs a restore_runner (a runner that can feed stdin)")

@@ -51,6 +51,7 @@ def svc(
     protocol: str = "tcp",
     scheduler: str = "wrr",
     reals: Sequence[tuple[str, int, int]] = (("10.96.0.10", 80, 1), ("10.97.0.10", 80, 1)),
+    *,
     persistence: int | None = None,
 ) -> VirtualService:
     return VirtualService(
@@ -157,8 +158,17 @@ def test_endpoint_round_trip(address: str, port: int, text: str) -> None:
 
 @pytest.mark.parametrize("text", ["2001:db8::1:80", "[10.0.0.1]:80x", "host:80", "10.0.0.1:", "[2001:db8::1]"])
 def test_parse_endpoint_rejects(text: str) -> None:
-    with pytest.raises(ValueError, match="address:port|IP address"):
+    with pytest.raises(ValueError, match=r"address:port|IP address"):
         parse_endpoint(text)
+
+
+def test_recorded_table_untouched_when_foreign() -> None:
+    """Hand-made entries (tunnels, direct routing, flags) are never touched when not owned, even with nothing desired."""
+    recorded = parse_save(RECORDED)
+    assert plan({}, recorded, NONE) == []
+    assert plan({}, recorded, owned_keys([("tcp", "10.0.0.1", 80)])) == [
+        Op("delete-service", recorded[("tcp", "10.0.0.1", 80)])
+    ]
 
 
 def test_format_save_round_trips_and_is_ipvsadm_syntax() -> None:
@@ -192,11 +202,28 @@ def test_format_save_round_trips_and_is_ipvsadm_syntax() -> None:
         (lambda: VirtualService("tcp", VIP, 80, "WRR"), "scheduler"),
         (lambda: VirtualService("tcp", VIP, 80, "rr", persistence=0), "persistence"),
         (lambda: svc(reals=[("10.96.0.1", 80, 1), ("10.96.0.1", 80, 2)]), "listed twice"),
+        (lambda: RealServer("fe80::1%eth0", 80), "not an IP address"),
+        (lambda: RealServer("fe80::1%x\n-C", 80), "not an IP address"),
+        (lambda: VirtualService("tcp", "fe80::1%lo", 80), "not an IP address"),
+        (lambda: VirtualService("tcp", VIP, 80, "wrr\n"), "scheduler"),
+        (lambda: VirtualService("tcp", VIP, 80, "rr", options=("-p 1",)), "single words"),
+        (lambda: VirtualService("tcp", VIP, 80, "rr", options=("-o\n-C",)), "single words"),
+        (lambda: RealServer("10.0.0.1", 80, options=("",)), "single words"),
+        (lambda: RealServer("10.0.0.1", 80, options="-x"), "single words"),  # type: ignore[arg-type]
     ],
 )
 def test_model_rejects(make: Callable[[], object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_every_argv_word_is_one_word() -> None:
+    """Nothing in the model can split an argv word or start a new ipvsadm -R line."""
+    ops = plan(parse_save(format_save(BASE)), {}, ALL) + plan({}, parse_save(RECORDED), ALL)
+    ops += plan(table(svc(VIP6, 53, "udp", "mh", [("fd00::1", 53, 0)], persistence=5)), {}, ALL)
+    words = [word for op in ops for word in op.argv]
+    assert words
+    assert all(word and word == word.strip() and len(word.split()) == 1 for word in words)
 
 
 def test_model_normalizes_addresses_and_sorts_reals() -> None:
@@ -337,8 +364,8 @@ def test_plan(
 
 @pytest.mark.parametrize(
     "tbl",
-    [{}, BASE, parse_save(RECORDED), table(svc(VIP6, 53, "udp", "sh", [("fd00::1", 53, 0)], persistence=5))],
-    ids=["empty", "base", "recorded", "ipv6-udp-drain-persistent"],
+    [{}, BASE, table(svc(VIP6, 53, "udp", "sh", [("fd00::1", 53, 0)], persistence=5))],
+    ids=["empty", "base", "ipv6-udp-drain-persistent"],
 )
 def test_plan_is_idempotent(tbl: dict[ServiceKey, VirtualService]) -> None:
     assert plan(tbl, tbl, ALL) == []
@@ -377,22 +404,37 @@ def test_one_service_change_issues_only_that_services_ops() -> None:
 
 
 def test_desired_keys_are_normalized() -> None:
-    desired = {("tcp", "2001:DB8:100:0::10", 443): svc(VIP6, 443)}
-    assert plan(desired, table(svc(VIP6, 443)), ALL) == []
+    v6 = svc(VIP6, 443, reals=[("fd00::10", 443, 1)])
+    desired = {("tcp", "2001:DB8:100:0::10", 443): v6}
+    assert plan(desired, table(v6), ALL) == []
 
 
 @pytest.mark.parametrize(
     ("desired", "message"),
     [
         ({("tcp", VIP, 81): svc()}, "holds"),
+        ({("icmp", VIP, 80): svc()}, "protocol"),
         (table(svc(reals=[("fd00::1", 80, 1)])), "address family"),
         (table(VirtualService("tcp", VIP, 80, "rr", (), None, ("-o",))), "unknown ipvsadm flags"),
         (table(VirtualService("tcp", VIP, 80, "rr", (RealServer("10.96.0.1", 80, 1, "tunnel"),))), "NAT"),
     ],
 )
 def test_plan_rejects_bad_desired(desired: dict[ServiceKey, VirtualService], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(IpvsError, match=message):
         plan(desired, {}, ALL)
+
+
+@pytest.mark.parametrize(
+    ("kind", "real", "message"),
+    [
+        ("flush", None, "not one of"),
+        ("add-real", None, "real server"),
+        ("add-service", RealServer("10.96.0.1", 80), "real server"),
+    ],
+)
+def test_op_rejects(kind: str, real: RealServer | None, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Op(kind, svc(), real)
 
 
 def test_select_and_op_texts() -> None:
@@ -438,7 +480,7 @@ class FakeIpvsadm:
         self.calls.append(list(argv))
         self.stdin.append(data)
         bad = [self.fail[line] for line in data.splitlines() if line in self.fail]
-        return 0, "", "".join(f"{m}\n" for m in bad)  # ipvsadm -R goes on and exits 0
+        return 0, "", "".join(f"{m}\n" for m in bad)  # ipvsadm -R goes on; exit 0 unless the last line failed
 
 
 def test_driver_current_and_apply() -> None:
@@ -495,7 +537,7 @@ def test_apply_restore_failure_is_found_by_reading_back() -> None:
         fail={" ".join(ops[2].argv): "Memory allocation problem"},
     )
     with pytest.raises(
-        IpvsError, match="Memory allocation problem.*not applied: add real server 10.97.0.10:80"
+        IpvsError, match=r"Memory allocation problem.*not applied: add real server 10\.97\.0\.10:80"
     ) as info:
         IpvsDriver(fake, restore_runner=fake.restore).apply_restore(ops)
     assert (info.value.op, info.value.applied) == (ops[2], 2)
