@@ -140,11 +140,11 @@ def http_get(conn: http.client.HTTPConnection) -> str:
     return body.removeprefix("real=")
 
 
-def fresh_gets(host: str, count: int) -> list[str]:
+def fresh_gets(host: str, count: int, port: int = 80) -> list[str]:
     """``count`` requests, each on a new TCP connection through the VIP: the real server that answered each."""
     answers = []
     for _ in range(count):
-        conn = http.client.HTTPConnection(host, 80, timeout=5)
+        conn = http.client.HTTPConnection(host, port, timeout=5)
         try:
             answers.append(http_get(conn))
         finally:
@@ -383,6 +383,62 @@ def main(repo: Path) -> dict[str, Any]:
         return False, "no IpvsError"
 
     checks.attempt("apply_restore_failure_detected", restore_failure_detected)
+
+    def module_lb_converge() -> tuple[bool, object]:
+        """The module's L4 half (_lb.converge_lb) from two clusters' snapshots onto the real table, with traffic."""
+        from ansible_collections.k8router.edge.plugins.module_utils import _lb, _model, _services  # noqa: PLC0415
+
+        svc = _services.LbService
+        http = (_services.ServicePortSpec("tcp", HTTP_PORT),)
+        snapshots = {
+            "alpha": _model.ClusterSnapshot("alpha", 0.0, services=[
+                svc("alpha", "ns", "web", "10.96.0.31", http, "edge", "10.0.3.5"),
+                svc("alpha", "ns", "api", "10.96.0.32", http, "edge"),
+                svc("alpha", "ns", "other", "10.96.0.33", http, "not-ours"),
+            ]),
+            "beta": _model.ClusterSnapshot("beta", 0.0, services=[svc("beta", "ns", "web", "10.97.0.31", http, "edge", "10.0.3.5")]),
+        }  # fmt: skip
+        for address in ("10.0.3.1", "10.0.3.5", "10.96.0.31", "10.96.0.32", "10.97.0.31"):
+            sh("ip", "addr", "add", f"{address}/32", "dev", "lo")
+        backends = [start_http(a) for a in ("10.96.0.31", "10.96.0.32", "10.97.0.31")]
+        opts = _lb.LbOptions(settings=_services.LbSettings(pool=("10.0.3.0/29",)), classes=("edge",))
+        clusters = [(None, _model.ClusterSettings("alpha")), (None, _model.ClusterSettings("beta"))]
+        state = tempfile.mkdtemp(prefix="k8r-lb-")
+        try:
+            first = _lb.converge_lb(opts, clusters, snapshots, state, run, check_mode=False)  # type: ignore[arg-type]
+            table = {k: v for k, v in driver.current().items() if k[1].startswith("10.0.3.")}
+            shared = table.get(("tcp", "10.0.3.5", HTTP_PORT))
+            answers = sorted(set(fresh_gets("10.0.3.5", 8, HTTP_PORT)))
+            second = _lb.converge_lb(opts, clusters, snapshots, state, run, check_mode=False)  # type: ignore[arg-type]
+            drained = [(None, _model.ClusterSettings("alpha")), (None, _model.ClusterSettings("beta", state="drain"))]
+            third = _lb.converge_lb(opts, drained, snapshots, state, run, check_mode=False)  # type: ignore[arg-type]
+        finally:
+            for server in backends:
+                server.shutdown()
+                server.server_close()
+        detail = {
+            "first": first.operations,
+            "services": first.services,
+            "table": sorted(f"{k[0]} {k[1]}:{k[2]} -> {[r.endpoint for r in v.reals]}" for k, v in table.items()),
+            "answers": answers,
+            "second": second.operations,
+            "drain": third.operations,
+        }
+        ok = (
+            {s["service"]: s["address"] for s in first.services}
+            == {"alpha/ns/web": "10.0.3.5", "beta/ns/web": "10.0.3.5", "alpha/ns/api": "10.0.3.1"}
+            and set(table) == {("tcp", "10.0.3.5", HTTP_PORT), ("tcp", "10.0.3.1", HTTP_PORT)}
+            and shared is not None
+            and sorted(r.address for r in shared.reals) == ["10.96.0.31", "10.97.0.31"]
+            and answers == ["10.96.0.31", "10.97.0.31"]
+            and second.operations == []
+            and not second.changed
+            and len(third.operations) == 1
+            and "10.97.0.31" in third.operations[0]
+        )
+        return ok, detail
+
+    checks.attempt("module_lb_converge", module_lb_converge)
 
     def foreign_untouched() -> tuple[bool, object]:
         after = foreign_lines()

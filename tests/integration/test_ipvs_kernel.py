@@ -40,6 +40,10 @@ CHECKS = [
     ("error_names_operation", "an ipvsadm failure raises IpvsError naming the operation and ipvsadm's message"),
     ("apply_restore_batch", "a batch of adds through one ipvsadm -R lands in the kernel"),
     ("apply_restore_failure_detected", "a failing line in ipvsadm -R (which exits 0) is detected and named"),
+    (
+        "module_lb_converge",
+        "the module's L4 half: two clusters' services -> allocated VIPs in the kernel, traffic to both, no-op rerun, drain = one edit",
+    ),
     ("foreign_entries_untouched", "the hand-made entries are byte-for-byte the same after everything"),
 ]
 
