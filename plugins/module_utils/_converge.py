@@ -45,6 +45,8 @@ from ansible_collections.k8router.edge.plugins.module_utils._state import StateS
 # Runs a command (argv, no shell) and returns (rc, stdout, stderr): AnsibleModule.run_command in the
 # modules, a plain subprocess runner in tests and the lab.
 Runner = Callable[[Sequence[str]], "tuple[int, str, str]"]
+# The same with text on standard input (ipvsadm -R): run_command(argv, data=...) in the modules.
+StdinRunner = Callable[[Sequence[str], str], "tuple[int, str, str]"]
 
 
 @dataclass(frozen=True)
@@ -248,18 +250,23 @@ def _apply(plan: Plan, paths: HaproxyPaths, result: Result, runner: Runner) -> N
 
 
 def run(
-    opts: Options, runner: Runner, *, check_mode: bool = False, diff: bool = False, rendered_only: bool = False
+    opts: Options,
+    runner: Runner,
+    *,
+    stdin_runner: StdinRunner | None = None,
+    check_mode: bool = False,
+    diff: bool = False,
+    rendered_only: bool = False,
 ) -> Result:
     """One run. ``rendered_only`` (state: rendered) and ``check_mode`` change nothing on the host."""
     result = Result()
     store = StateStore(opts.state_dir)
     persist = not (check_mode or rendered_only)
+    modes = {"check_mode": check_mode, "diff": diff, "rendered_only": rendered_only}
     if persist:
         with store.lock(opts.lock_timeout):
-            return _run_locked(
-                opts, store, result, runner, check_mode=check_mode, diff=diff, rendered_only=rendered_only
-            )
-    return _run_locked(opts, store, result, runner, check_mode=check_mode, diff=diff, rendered_only=rendered_only)
+            return _run_locked(opts, store, result, runner, stdin_runner=stdin_runner, **modes)
+    return _run_locked(opts, store, result, runner, stdin_runner=stdin_runner, **modes)
 
 
 def _run_locked(
@@ -271,6 +278,7 @@ def _run_locked(
     check_mode: bool,
     diff: bool,
     rendered_only: bool,
+    stdin_runner: StdinRunner | None,
 ) -> Result:
     snapshots = _snapshots(opts, store, result, persist=not (check_mode or rendered_only))
     model = build_model([pair[1] for pair in opts.clusters], snapshots)
@@ -287,8 +295,18 @@ def _run_locked(
     if opts.load_balancer is not None and not rendered_only:
         from ansible_collections.k8router.edge.plugins.module_utils._lb import converge_lb  # noqa: PLC0415
 
-        lb = converge_lb(opts.load_balancer, opts.clusters, snapshots, opts.state_dir, runner, check_mode=check_mode)
+        lb = converge_lb(
+            opts.load_balancer,
+            opts.clusters,
+            snapshots,
+            opts.state_dir,
+            runner,
+            stdin_runner=stdin_runner,
+            check_mode=check_mode,
+        )
         result.services, result.ipvs = lb.services, lb.operations
+        if diff and lb.operations:
+            result.diff.append({"before_header": "IPVS (k8router's entries)", "after_header": "IPVS", **lb.diff})
         result.warnings.extend(lb.warnings)
         result.changed = result.changed or lb.changed
     if rendered_only:
@@ -308,7 +326,7 @@ def _run_locked(
     result.changed = result.changed or plan.changed
     result.commands = list(plan.commands)
     if diff:
-        result.diff = plan.diff(current)
+        result.diff.extend(plan.diff(current))
     if check_mode or not plan.changed:
         return result
     if plan.write or plan.remove:

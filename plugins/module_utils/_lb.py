@@ -13,10 +13,14 @@ from typing import Any
 from ansible_collections.k8router.edge.plugins.module_utils._cluster import ClusterSource, publish_address
 from ansible_collections.k8router.edge.plugins.module_utils._errors import ClusterReadError, K8RouterError
 from ansible_collections.k8router.edge.plugins.module_utils._ipvs import (
+    OP_ADD_REAL,
+    OP_ADD_SERVICE,
     IpvsDriver,
     IpvsError,
+    Op,
     RealServer,
     VirtualService,
+    format_save,
     plan,
 )
 from ansible_collections.k8router.edge.plugins.module_utils._model import ClusterSettings, ClusterSnapshot
@@ -29,6 +33,7 @@ from ansible_collections.k8router.edge.plugins.module_utils._services import (
 from ansible_collections.k8router.edge.plugins.module_utils._state import write_atomic
 
 ALLOCATIONS = "lb-addresses.json"
+RESTORE_FROM = 20  # this many adds or more go to the kernel in one ipvsadm -R
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class LbOptions:
 class LbResult:
     changed: bool = False
     operations: list[str] = field(default_factory=list)
+    diff: dict[str, str] = field(default_factory=dict)
     services: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -67,6 +73,18 @@ def desired_table(virtuals: Sequence[Any]) -> dict[tuple[str, str, int], Virtual
     return table
 
 
+def _apply(driver: IpvsDriver, ops: Sequence[Op]) -> None:
+    """Real-server deletes, then the adds (one ipvsadm -R when there are many), then edits and service deletes."""
+    adds = [op for op in ops if op.kind in (OP_ADD_SERVICE, OP_ADD_REAL)]
+    if driver.restore_runner is None or len(adds) < RESTORE_FROM:
+        driver.apply(ops)
+        return
+    first = ops.index(adds[0])
+    driver.apply(ops[:first])
+    driver.apply_restore(adds)
+    driver.apply([op for op in ops[first:] if op not in adds])
+
+
 def converge_lb(
     opts: LbOptions,
     clusters: Sequence[tuple[ClusterSource, ClusterSettings]],
@@ -74,6 +92,7 @@ def converge_lb(
     state_dir: str,
     runner: Callable[[Sequence[str]], tuple[int, str, str]],
     *,
+    stdin_runner: Callable[[Sequence[str], str], tuple[int, str, str]] | None = None,
     check_mode: bool,
 ) -> LbResult:
     """Allocate, plan IPVS against the kernel's table (only entries in the pool are k8router's), apply, publish."""
@@ -88,23 +107,29 @@ def converge_lb(
         result.services.append(
             {"service": key, "address": address, "ports": [f"{p.port}/{p.protocol}" for p in svc.ports]}
         )
-    driver = IpvsDriver(runner, opts.ipvsadm)
+    driver = IpvsDriver(runner, opts.ipvsadm, restore_runner=stdin_runner)
     pool = opts.settings.pool
 
     def owned(key: tuple[str, str, int]) -> bool:
         return pool_contains(pool, key[1]) and key[1] not in lb.frozen
 
     try:
-        ops = plan(desired_table(lb.virtuals), driver.current(), owned)
-    except IpvsError as exc:
+        desired = desired_table(lb.virtuals)
+        current = driver.current()
+        ops = plan(desired, current, owned)
+    except (IpvsError, ValueError) as exc:
         raise K8RouterError(f"IPVS: {exc}") from exc
+    result.diff = {
+        "before": format_save({k: v for k, v in current.items() if owned(k)}),
+        "after": format_save({k: v for k, v in desired.items() if owned(k)}),
+    }
     result.operations = [op.text for op in ops]
     result.changed = bool(ops) or lb.addresses != previous or (opts.write_status and bool(lb.status_writes))
     if check_mode:
         return result
     if ops:
         try:
-            driver.apply(ops)
+            _apply(driver, ops)
         except IpvsError as exc:
             raise K8RouterError(f"IPVS: {exc}") from exc
     if lb.addresses != previous:

@@ -226,6 +226,7 @@ def main() -> None:
         result = run(
             options_from_params(module.params),
             lambda argv: module.run_command(list(argv)),
+            stdin_runner=lambda argv, data: module.run_command(list(argv), data=data, binary_data=True),
             check_mode=module.check_mode,
             diff=module._diff,
             rendered_only=module.params["state"] == "rendered",

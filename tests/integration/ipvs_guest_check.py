@@ -395,23 +395,27 @@ def main(repo: Path) -> dict[str, Any]:
                 svc("alpha", "ns", "web", "10.96.0.31", http, "edge", "10.0.3.5"),
                 svc("alpha", "ns", "api", "10.96.0.32", http, "edge"),
                 svc("alpha", "ns", "other", "10.96.0.33", http, "not-ours"),
+                # enough new entries at once for one ipvsadm -R
+                *[svc("alpha", "bulk", f"b{i:02d}", f"10.96.1.{i + 1}",
+                      (_services.ServicePortSpec("tcp", 9000), _services.ServicePortSpec("udp", 9001)), "edge")
+                  for i in range(12)],
             ]),
             "beta": _model.ClusterSnapshot("beta", 0.0, services=[svc("beta", "ns", "web", "10.97.0.31", http, "edge", "10.0.3.5")]),
         }  # fmt: skip
         for address in ("10.0.3.1", "10.0.3.5", "10.96.0.31", "10.96.0.32", "10.97.0.31"):
             sh("ip", "addr", "add", f"{address}/32", "dev", "lo")
         backends = [start_http(a) for a in ("10.96.0.31", "10.96.0.32", "10.97.0.31")]
-        opts = _lb.LbOptions(settings=_services.LbSettings(pool=("10.0.3.0/29",)), classes=("edge",))
+        opts = _lb.LbOptions(settings=_services.LbSettings(pool=("10.0.3.0/28",)), classes=("edge",))
         clusters = [(None, _model.ClusterSettings("alpha")), (None, _model.ClusterSettings("beta"))]
         state = tempfile.mkdtemp(prefix="k8r-lb-")
         try:
-            first = _lb.converge_lb(opts, clusters, snapshots, state, run, check_mode=False)  # type: ignore[arg-type]
+            first = _lb.converge_lb(opts, clusters, snapshots, state, run, stdin_runner=run_stdin, check_mode=False)  # type: ignore[arg-type]
             table = {k: v for k, v in driver.current().items() if k[1].startswith("10.0.3.")}
             shared = table.get(("tcp", "10.0.3.5", HTTP_PORT))
             answers = sorted(set(fresh_gets("10.0.3.5", 8, HTTP_PORT)))
-            second = _lb.converge_lb(opts, clusters, snapshots, state, run, check_mode=False)  # type: ignore[arg-type]
+            second = _lb.converge_lb(opts, clusters, snapshots, state, run, stdin_runner=run_stdin, check_mode=False)  # type: ignore[arg-type]
             drained = [(None, _model.ClusterSettings("alpha")), (None, _model.ClusterSettings("beta", state="drain"))]
-            third = _lb.converge_lb(opts, drained, snapshots, state, run, check_mode=False)  # type: ignore[arg-type]
+            third = _lb.converge_lb(opts, drained, snapshots, state, run, stdin_runner=run_stdin, check_mode=False)  # type: ignore[arg-type]
         finally:
             for server in backends:
                 server.shutdown()
@@ -424,10 +428,15 @@ def main(repo: Path) -> dict[str, Any]:
             "second": second.operations,
             "drain": third.operations,
         }
+        addresses = {s["service"]: s["address"] for s in first.services}
         ok = (
-            {s["service"]: s["address"] for s in first.services}
-            == {"alpha/ns/web": "10.0.3.5", "beta/ns/web": "10.0.3.5", "alpha/ns/api": "10.0.3.1"}
-            and set(table) == {("tcp", "10.0.3.5", HTTP_PORT), ("tcp", "10.0.3.1", HTTP_PORT)}
+            addresses["alpha/ns/web"] == addresses["beta/ns/web"] == "10.0.3.5"
+            and len(set(addresses.values())) == 14
+            and len(addresses) == 15
+            and "alpha/ns/other" not in addresses
+            and len(table) == 2 + 24
+            and len(first.operations) == (1 + 2) + (1 + 1) + 24 * 2
+            and {("tcp", "10.0.3.5", HTTP_PORT), ("tcp", addresses["alpha/ns/api"], HTTP_PORT)} <= set(table)
             and shared is not None
             and sorted(r.address for r in shared.reals) == ["10.96.0.31", "10.97.0.31"]
             and answers == ["10.96.0.31", "10.97.0.31"]
