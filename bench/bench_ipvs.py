@@ -81,7 +81,7 @@ def owned(key: tuple[str, str, int]) -> bool:
 def _median_seconds(func: Callable[[], object], runs: int) -> tuple[float, Any]:
     times = []
     value: Any = None
-    for _ in range(runs):
+    for _run in range(runs):
         start = time.perf_counter()
         value = func()
         times.append(time.perf_counter() - start)

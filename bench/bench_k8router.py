@@ -634,16 +634,16 @@ def measure_all(
     parallel = [measure(argvs, log) for _n in range(args.runs)]
     if any(code != 0 for m in parallel for code in m.returncodes):
         raise RuntimeError(f"kubectl failed; see {log}")
-    seq_wall = med([w for w, _ in sequential])
-    seq_rss = med([mib(r) for _, r in sequential])
+    seq_wall = med([pair[0] for pair in sequential])
+    seq_rss = med([mib(pair[1]) for pair in sequential])
     par_wall = med([m.wall_s for m in parallel])
     par_rss_max = med([mib(max(m.maxrss_kb)) for m in parallel])
     par_rss_sum = med([mib(sum(m.maxrss_kb)) for m in parallel])
     nochange = out["b_no_change"]
     out["c_kubectl"] = {
         "command": "kubectl get ingress,endpointslices -A -o json (per cluster)",
-        "items_per_cluster": [n for n, _ in sizes],
-        "output_kib_per_cluster": [round(b / 1024, 1) for _, b in sizes],
+        "items_per_cluster": [pair[0] for pair in sizes],
+        "output_kib_per_cluster": [round(pair[1] / 1024, 1) for pair in sizes],
         "sequential_wall_s_median": seq_wall,
         "sequential_maxrss_mib_median": seq_rss,
         "parallel_wall_s_median": par_wall,

@@ -97,7 +97,8 @@ def converge_lb(
 ) -> LbResult:
     """Allocate, plan IPVS against the kernel's table (only entries in the pool are k8router's), apply, publish."""
     result = LbResult()
-    weights = {cfg.name: (0 if cfg.state == "drain" else cfg.weight) for _, cfg in clusters if cfg.state != "offline"}
+    settings = [pair[1] for pair in clusters]
+    weights = {cfg.name: (0 if cfg.state == "drain" else cfg.weight) for cfg in settings if cfg.state != "offline"}
     services = served([s for snap in snapshots.values() for s in snap.services], opts.classes, opts.include_unclassed)
     previous = _load(state_dir)
     lb = plan_services(services, opts.settings, previous, weights)
@@ -136,7 +137,7 @@ def converge_lb(
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         write_atomic(os.path.join(state_dir, ALLOCATIONS), json.dumps(lb.addresses, sort_keys=True).encode(), 0o600)
     if opts.write_status:
-        sources = {src.name: src for src, _ in clusters}
+        sources = {pair[0].name: pair[0] for pair in clusters}
         for key, address in sorted(lb.status_writes.items()):
             cluster, namespace, name = key.split("/", 2)
             try:

@@ -143,7 +143,7 @@ def http_get(conn: http.client.HTTPConnection) -> str:
 def fresh_gets(host: str, count: int, port: int = 80) -> list[str]:
     """``count`` requests, each on a new TCP connection through the VIP: the real server that answered each."""
     answers = []
-    for _ in range(count):
+    for _request in range(count):
         conn = http.client.HTTPConnection(host, port, timeout=5)
         try:
             answers.append(http_get(conn))
@@ -246,8 +246,8 @@ def main(repo: Path) -> dict[str, Any]:
 
     def udp_through_vip() -> tuple[bool, object]:
         answers = [udp_ask(VIP4, 53, f"ping-{i}".encode()) for i in range(4)]
-        reals = {real for real, _ in answers}
-        sources = {source for _, source in answers}
+        reals = {pair[0] for pair in answers}
+        sources = {pair[1] for pair in answers}
         return sources == {(VIP4, 53)} and reals <= {REAL_A, REAL_B} and bool(reals), {
             "reals": sorted(reals),
             "reply_sources": sorted(sources),
@@ -283,7 +283,7 @@ def main(repo: Path) -> dict[str, Any]:
     def keepalive_open() -> tuple[bool, object]:
         state["first"] = http_get(kept)
         state["second"] = http_get(kept)
-        return state["first"] == state["second"] in {REAL_A, REAL_B}, dict(state)
+        return state["first"] == state["second"] and state["first"] in {REAL_A, REAL_B}, dict(state)
 
     checks.attempt("keepalive_opened", keepalive_open)
     stay = state.get("first", REAL_A)

@@ -21,7 +21,7 @@ def router_kubeconfig(
     clusters: list[kubelab.Cluster], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[kubelab.Cluster, Path]]:
     """beta, with two LoadBalancer services, read through a kubeconfig of k8router's least-privilege identity."""
-    beta = next(c for c in clusters if c.name == "beta")
+    beta = {c.name: c for c in clusters}["beta"]
     with beta.api_client() as api:
         kubeobjects.apply_k8router_rbac(api, pod_namespaces=["ingress-nginx"])
         kubeobjects.ensure_namespace(api, NS)
