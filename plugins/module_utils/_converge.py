@@ -327,7 +327,11 @@ def _run_locked(
     result.commands = list(plan.commands)
     if diff:
         result.diff.extend(plan.diff(current))
-    if check_mode or not plan.changed:
+    if check_mode:
+        return result
+    if not plan.changed:
+        if applied.get("structure") != desired.structure:
+            store.save_layout(desired.layout())  # files already right, layout lost: record it for runtime updates
         return result
     if plan.write or plan.remove:
         try:
