@@ -8,6 +8,8 @@ import traceback
 from collections.abc import Mapping
 from typing import Any
 
+from ansible.module_utils.basic import missing_required_lib
+
 IMPORT_ERRORS: dict[str, str | None] = {}
 for _lib in ("kubernetes", "cryptography"):
     try:
@@ -15,6 +17,12 @@ for _lib in ("kubernetes", "cryptography"):
         IMPORT_ERRORS[_lib] = None
     except ImportError:
         IMPORT_ERRORS[_lib] = traceback.format_exc()
+
+
+def missing_libraries() -> list[tuple[str, str]]:
+    """(message, traceback) for each Python library the modules need and the target lacks."""
+    return [(missing_required_lib(lib), error) for lib, error in IMPORT_ERRORS.items() if error]
+
 
 _CERT = {"cert": {"type": "path", "required": True}, "key": {"type": "path"}}
 

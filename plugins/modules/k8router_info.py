@@ -73,12 +73,12 @@ warnings_list:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.k8router.edge.plugins.module_utils._args import (
     CONVERGE_ARGS,
-    IMPORT_ERRORS,
     INFO_ARGS,
+    missing_libraries,
     options_from_params,
 )
 from ansible_collections.k8router.edge.plugins.module_utils._errors import K8RouterError
@@ -86,9 +86,8 @@ from ansible_collections.k8router.edge.plugins.module_utils._errors import K8Rou
 
 def main() -> None:
     module = AnsibleModule(argument_spec=INFO_ARGS, supports_check_mode=True)
-    for lib, error in IMPORT_ERRORS.items():
-        if error:
-            module.fail_json(msg=missing_required_lib(lib), exception=error)
+    for message, error in missing_libraries():
+        module.fail_json(msg=message, exception=error)
     from ansible_collections.k8router.edge.plugins.module_utils._converge import run  # noqa: PLC0415
 
     params = {**{k: v.get("default") for k, v in CONVERGE_ARGS.items()}, **module.params}
