@@ -41,10 +41,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -322,55 +320,6 @@ def wildcard_certificate(directory: Path, zone: str, ca: CertAuthority) -> None:
     (directory / f"{zone}.pem").write_bytes(ca.issue_pem(f"*.{zone}", [f"*.{zone}"], days=60))
 
 
-@contextmanager
-def running_haproxy(root: Path) -> Iterator[Haproxy]:
-    """The integration tests' haproxy: own network namespace with the VIP, router role's haproxy.cfg."""
-    from lab.haproxylab import VIP, Haproxy, render_main_config, self_signed  # noqa: PLC0415
-
-    ns = f"k8r-bench-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", ns], check=True)
-    h = Haproxy(ns, root)
-    try:
-        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
-        subprocess.run(["ip", "netns", "exec", ns, "ip", "addr", "add", f"{VIP}/32", "dev", "lo"], check=True)
-        h.conf_dir.mkdir(parents=True)
-        (h.data_dir / "certs").mkdir(parents=True)
-        self_signed(h.data_dir / "fallback.pem")
-        (h.data_dir / "hosts.map").write_text("")
-        (h.data_dir / "wildcards.map").write_text("")
-        (h.data_dir / "crt-list.txt").write_text(f"{h.data_dir}/fallback.pem\n")
-        render_main_config(h)
-        setpriv = shutil.which("setpriv")
-        prefix = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []  # dies with this process, whatever happens
-        with (root / "haproxy.log").open("wb") as log:
-            h.proc = subprocess.Popen(
-                [*prefix, "ip", "netns", "exec", ns, "haproxy", "-W", "-S", str(root / "master.sock"),
-                 "-f", str(h.config), "-f", str(h.conf_dir)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-        # setpriv and `ip netns exec` exec: the Popen pid is haproxy's master (the reload command signals it)
-        for _attempt in range(200):
-            if h.socket.exists():
-                break
-            if h.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        else:
-            raise RuntimeError("haproxy did not create its admin socket")
-        if h.proc.poll() is not None:
-            raise RuntimeError(f"haproxy did not start: {(root / 'haproxy.log').read_text()}")
-        yield h
-    finally:
-        if h.proc is not None and h.proc.poll() is None:
-            h.proc.send_signal(signal.SIGTERM)
-            try:
-                h.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                h.proc.kill()
-                h.proc.wait()
-        subprocess.run(["ip", "netns", "del", ns], check=False)
-
-
 def module_params(clusters: Sequence[Cluster], h: Haproxy, work: Path) -> dict[str, Any]:
     from ansible_collections.k8router.edge.plugins.module_utils._args import CONVERGE_ARGS  # noqa: PLC0415
 
@@ -497,6 +446,7 @@ def tool_version(argv: Sequence[str]) -> str:
 
 def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from lab import kubelab  # noqa: PLC0415
+    from lab.haproxylab import running_haproxy  # noqa: PLC0415
 
     figures: dict[str, Any] = {}
     log = work / "bench.log"

@@ -7,10 +7,14 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,3 +176,58 @@ def render_main_config(h: Haproxy) -> None:
         capture_output=True, text=True, env=env, cwd=REPO, check=False,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+@contextmanager
+def running_haproxy(root: Path) -> Iterator[Haproxy]:
+    """A haproxy like a router's: own network namespace with the VIP, the router role's haproxy.cfg, master-worker.
+
+    Everything it started (haproxy, the backends of ``add_pod``, the namespace) is gone afterwards.
+    """
+    if os.geteuid() != 0:
+        raise RuntimeError("a haproxy in a network namespace needs root")
+    ns = f"k8r-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    h = Haproxy(ns, root)
+    try:
+        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "netns", "exec", ns, "ip", "addr", "add", f"{VIP}/32", "dev", "lo"], check=True)
+        h.conf_dir.mkdir(parents=True)
+        (h.data_dir / "certs").mkdir(parents=True)
+        self_signed(h.data_dir / "fallback.pem")
+        (h.data_dir / "hosts.map").write_text("")
+        (h.data_dir / "wildcards.map").write_text("")
+        (h.data_dir / "crt-list.txt").write_text(f"{h.data_dir}/fallback.pem\n")
+        render_main_config(h)
+        setpriv = shutil.which("setpriv")
+        prefix = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []  # dies with this process, whatever happens
+        with (root / "haproxy.log").open("wb") as log:
+            h.proc = subprocess.Popen(
+                [*prefix, "ip", "netns", "exec", ns, "haproxy", "-W", "-S", str(root / "master.sock"),
+                 "-f", str(h.config), "-f", str(h.conf_dir)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        # setpriv and `ip netns exec` exec: the Popen pid is haproxy's master (the reload command signals it)
+        for _attempt in range(200):
+            if h.socket.exists():
+                break
+            if h.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError("haproxy did not create its admin socket")
+        if h.proc.poll() is not None:
+            raise RuntimeError(f"haproxy did not start: {(root / 'haproxy.log').read_text()}")
+        yield h
+    finally:
+        if h.proc is not None and h.proc.poll() is None:
+            h.proc.send_signal(signal.SIGTERM)
+            try:
+                h.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                h.proc.kill()
+                h.proc.wait()
+        for proc in h.backends.values():
+            proc.kill()
+            proc.wait()
+        subprocess.run(["ip", "netns", "del", ns], check=False)
