@@ -90,7 +90,7 @@ def main() -> int:
                 ["ip", "netns", "exec", h.ns, sys.executable, "-c", CLIENT, VIP, HOST, mode, str(stop)],
                 stdout=subprocess.PIPE,
                 text=True,
-            )  # fmt: skip
+            )
             for mode in ("new", "keepalive")
         ]
         time.sleep(1.0)
