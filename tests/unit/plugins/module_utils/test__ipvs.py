@@ -5,7 +5,6 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from ansible_collections.k8router.edge.plugins.module_utils._ipvs import (
-    IpvsDriver,
     IpvsError,
     Op,
     RealServer,
@@ -454,105 +453,4 @@ def test_select_and_op_texts() -> None:
     assert plan(table(new), {}, ALL)[0].text == f"add virtual service tcp {VIP}:80 (scheduler mh, persistence 60 s)"
 
 
-# --------------------------------------------------------------------------------------------------------------
-# the driver, with a scripted runner
-
-
-class FakeIpvsadm:
-    """Answers like ipvsadm: -Sn prints ``table``; commands listed in ``fail`` fail with ipvsadm's message."""
-
-    def __init__(self, save: str = "", fail: dict[str, str] | None = None) -> None:
-        self.save = save
-        self.fail = fail or {}
-        self.calls: list[list[str]] = []
-        self.stdin: list[str] = []
-
-    def __call__(self, argv: Sequence[str]) -> tuple[int, str, str]:
-        self.calls.append(list(argv))
-        line = " ".join(argv[1:])
-        if line == "-Sn":
-            return 0, self.save, ""
-        if line in self.fail:
-            return 255, "", self.fail[line] + "\n"
-        return 0, "", ""
-
-    def restore(self, argv: Sequence[str], data: str) -> tuple[int, str, str]:
-        self.calls.append(list(argv))
-        self.stdin.append(data)
-        bad = [self.fail[line] for line in data.splitlines() if line in self.fail]
-        return 0, "", "".join(f"{m}\n" for m in bad)  # ipvsadm -R goes on; exit 0 unless the last line failed
-
-
-def test_driver_current_and_apply() -> None:
-    fake = FakeIpvsadm(RECORDED)
-    driver = IpvsDriver(fake, "/usr/sbin/ipvsadm")
-    assert driver.current() == parse_save(RECORDED)
-    ops = plan(table(svc()), {}, ALL)
-    assert driver.apply(ops) == 3
-    assert fake.calls[1:] == [["/usr/sbin/ipvsadm", *op.argv] for op in ops]
-
-
-def test_driver_apply_stops_at_the_first_failure_and_names_it() -> None:
-    fake = FakeIpvsadm(fail={f"-a -t {VIP}:80 -r 10.97.0.10:80 -m -w 1": "Memory allocation problem"})
-    ops = plan(table(svc()), {}, ALL)
-    with pytest.raises(IpvsError) as info:
-        IpvsDriver(fake).apply(ops)
-    assert info.value.op == ops[2]
-    assert info.value.applied == 2
-    message = str(info.value)
-    assert f"add real server 10.97.0.10:80 to tcp {VIP}:80" in message
-    assert "Memory allocation problem" in message
-    assert "2 of 3 operations applied" in message
-
-
-def test_driver_current_failure() -> None:
-    def broken(argv: Sequence[str]) -> tuple[int, str, str]:
-        return 1, "", "Can't initialize ipvs: Protocol not available\n"
-
-    with pytest.raises(IpvsError, match="Protocol not available"):
-        IpvsDriver(broken).current()
-
-
-def test_driver_sync_reads_plans_applies() -> None:
-    fake = FakeIpvsadm(format_save(table(svc(), FOREIGN)))
-    ops = IpvsDriver(fake).sync(table(svc(reals=[("10.96.0.10", 80, 1)])), owned_keys([svc().key]))
-    assert argvs(ops) == [f"-d -t {VIP}:80 -r 10.97.0.10:80"]
-    assert fake.calls == [["ipvsadm", "-Sn"], ["ipvsadm", "-d", "-t", f"{VIP}:80", "-r", "10.97.0.10:80"]]
-
-
-def test_apply_restore_sends_one_batch() -> None:
-    fake = FakeIpvsadm()
-    driver = IpvsDriver(fake, restore_runner=fake.restore)
-    ops = plan(table(svc(), svc(VIP6, 443, reals=[("fd00::1", 443, 1)])), {}, ALL)
-    assert driver.apply_restore(ops) == len(ops)
-    assert fake.calls == [["ipvsadm", "-R"]]
-    assert fake.stdin == ["".join(" ".join(op.argv) + "\n" for op in ops)]
-    assert driver.apply_restore([]) == 0
-
-
-def test_apply_restore_failure_is_found_by_reading_back() -> None:
-    ops = plan(table(svc()), {}, ALL)
-    fake = FakeIpvsadm(
-        save=format_save(table(svc(reals=[("10.96.0.10", 80, 1)]))),
-        fail={" ".join(ops[2].argv): "Memory allocation problem"},
-    )
-    with pytest.raises(
-        IpvsError, match=r"Memory allocation problem.*not applied: add real server 10\.97\.0\.10:80"
-    ) as info:
-        IpvsDriver(fake, restore_runner=fake.restore).apply_restore(ops)
-    assert (info.value.op, info.value.applied) == (ops[2], 2)
-
-
-@pytest.mark.parametrize(
-    ("restore", "ops", "message"),
-    [
-        (False, plan(table(svc()), {}, ALL), "needs a restore_runner"),
-        (True, plan({}, table(svc()), ALL), "adds only"),
-        (True, plan(table(svc(scheduler="rr")), table(svc()), ALL), "adds only"),
-    ],
-)
-def test_apply_restore_refuses(restore: bool, ops: list[Op], message: str) -> None:
-    fake = FakeIpvsadm()
-    with pytest.raises(IpvsError, match=message):
-        IpvsDriver(fake, restore_runner=fake.restore if restore else None).apply_restore(ops)
-    assert fake.calls == []
+# The driver (IpvsDriver) runs against a real kernel only: tests/integration/test_ipvs_kernel.py.
