@@ -4,7 +4,8 @@ A real haproxy with the router role's configuration (``lab/haproxylab.py``: own 
 listening sockets handed over on reload) serves one host from a real HTTP backend. Clients inside the namespace
 send HTTPS requests without pause, each on a new TLS connection (``new``) and on one keep-alive connection that
 reconnects when the server closes it between requests (``keepalive``), while the host reloads haproxy 20 times,
-each time waiting until the new worker answers on the admin socket. Prints the figures; asserts nothing.
+each time waiting until the new worker answers on the admin socket. Prints the figures and writes them to
+``bench/results/reloads.json`` (with the load average at start and end); asserts nothing.
 
 Run as root: ``.venv/bin/python bench/bench_reloads.py [--reloads 20]``.
 """
@@ -12,6 +13,7 @@ Run as root: ``.venv/bin/python bench/bench_reloads.py [--reloads 20]``.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import signal
@@ -73,6 +75,7 @@ def main() -> int:
     parser.add_argument("--reloads", type=int, default=20)
     parser.add_argument("--pause", type=float, default=0.3, help="seconds between reloads")
     args = parser.parse_args()
+    load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="k8r-reloads-") as tmp, running_haproxy(Path(tmp) / "haproxy") as h:
         h.add_pod("bench", POD, 8080)
         (h.conf_dir / "50-bench.cfg").write_text(
@@ -114,7 +117,18 @@ def main() -> int:
           f"max {max(durations) * 1000:.0f} ms")  # fmt: skip
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "reloads.json").write_text(json.dumps({"reloads": args.reloads, "clients": results, "reload_s": durations}))
+    figures = {
+        "reloads": args.reloads,
+        "pause_s": args.pause,
+        "requests": sum(r["ok"] + r["failed"] for r in results),
+        "failed": sum(r["failed"] for r in results),
+        "clients": results,
+        "reload_s": durations,
+        "load_average_at_start": load_start,
+        "load_average_at_end": os.getloadavg(),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    (out / "reloads.json").write_text(json.dumps(figures, indent=1) + "\n")
     return 0
 
 
