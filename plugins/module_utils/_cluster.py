@@ -151,14 +151,27 @@ def load_balancer_services(cluster: str, services: Sequence[Any]) -> tuple[list[
     return found, warnings
 
 
+# Requests to a cluster are retried once: the client's default (urllib3's three retries of a timed-out GET)
+# made one run against a cluster that accepts connections but does not answer last four request timeouts.
+RETRIES = 1
+
+
+def _client(source: ClusterSource) -> Any:
+    """An API client for ``source``'s kubeconfig and context, retrying a failed request at most RETRIES times."""
+    conf = k8s_client.Configuration()
+    k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=source.kubeconfig, context=source.context, client_configuration=conf, persist_config=False
+    )
+    conf.retries = RETRIES
+    return k8s_client.ApiClient(conf)
+
+
 def read_cluster(source: ClusterSource) -> ClusterSnapshot:
     """One complete snapshot of ``source``, or ClusterReadError saying why not."""
     if not HAS_KUBERNETES:
         raise ClusterReadError("the kubernetes Python client is not installed")
     try:
-        api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=source.kubeconfig, context=source.context
-        )
+        api = _client(source)
     except Exception as exc:
         raise ClusterReadError(f"cluster {source.name}: kubeconfig {source.kubeconfig}: {exc}") from exc
     try:
@@ -202,9 +215,7 @@ def publish_address(source: ClusterSource, namespace: str, name: str, address: s
     """Write ``address`` into the Service's status.loadBalancer.ingress (services/status only)."""
     if not HAS_KUBERNETES:
         raise ClusterReadError("the kubernetes Python client is not installed")
-    api = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=source.kubeconfig, context=source.context
-    )
+    api = _client(source)
     try:
         body = {"status": {"loadBalancer": {"ingress": [{"ip": address}]}}}
         k8s_client.CoreV1Api(api).patch_namespaced_service_status(
