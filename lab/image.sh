@@ -18,7 +18,7 @@ base_pkgs="systemd,systemd-sysv,dbus,python3,python3-apt,iproute2,iputils-ping,p
 
 packages_for() {
   case "$1" in
-    router) echo "$base_pkgs,haproxy,keepalived,bird2,ipvsadm,nftables,psmisc" ;;
+    router) echo "$base_pkgs,haproxy,keepalived,bird2,ipvsadm,nftables,psmisc,python3-venv" ;;
     worker) echo "$base_pkgs,bird,ipset,conntrack,iptables,nftables,psmisc" ;;
     client) echo "$base_pkgs" ;;
     *) echo "unknown image '$1' (router, worker, client)" >&2; return 2 ;;
