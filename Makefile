@@ -16,8 +16,10 @@ SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule
 .PHONY: help
 help:
 	@echo "make lab        bring up the local lab and converge it"
-	@echo "make test       everything: lint, sanity, unit, integration, molecule"
-	@echo "make lint | sanity | unit | integration | molecule | images | k8s-bins | venv"
+	@echo "make lab-down   remove the lab (caches stay)"
+	@echo "make test       everything: lint, sanity, unit, integration, molecule, a lab smoke run"
+	@echo "make bench      every benchmark, with a table of the figures (the lab ones need make lab)"
+	@echo "make lint | sanity | unit | integration | molecule | lab-smoke | images | k8s-bins | venv"
 
 $(VENV)/.stamp: requirements.txt
 	@test -x $(PYTHON_BASE) || { echo "need Python 3.12 at $(PYTHON_BASE) (set PYTHON_BASE=...)"; exit 1; }
@@ -76,11 +78,24 @@ integration: venv host-packages k8s-bins
 molecule: venv images
 	for s in $(SCENARIOS); do molecule/run.sh $$s; done
 
+# Up (from whatever state it is in), one request through each path, down.
+.PHONY: lab-smoke
+lab-smoke: venv images k8s-bins
+	python lab/lab.py up || { python lab/lab.py down; exit 1; }
+	python lab/lab.py down
+
 .PHONY: test
-test: lint sanity unit integration molecule
+test: lint sanity unit integration molecule lab-smoke
 	@echo "make test: all checks passed"
 
 .PHONY: lab
-lab:
-	@echo "make lab: the lab is not built yet (see issue 7); nothing was started." >&2
-	@exit 1
+lab: venv images k8s-bins
+	python lab/lab.py up
+
+.PHONY: lab-down
+lab-down: venv
+	python lab/lab.py down
+
+.PHONY: bench
+bench: venv host-packages k8s-bins
+	python bench/run.py $(BENCH_ARGS)

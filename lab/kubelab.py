@@ -242,6 +242,10 @@ class CertAuthority:
     def pem(self) -> bytes:
         return _cert_pem(self.cert)
 
+    @property
+    def key_pem(self) -> bytes:
+        return _key_pem(self.key)
+
 
 def _cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
@@ -448,6 +452,21 @@ class Cluster:
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Stop the apiserver, then etcd. Idempotent."""
         stop_clusters([self], timeout)
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Cluster:
+        """The cluster a running ``kubelab.py up`` recorded (:meth:`to_state`); it has no processes of its own."""
+        return cls(
+            name=state["name"],
+            dir=Path(state["dir"]),
+            kubeconfig=Path(state["kubeconfig"]),
+            ca=Path(state["ca"]),
+            api_url=state["api_url"],
+            service_cidr=state["service_cidr"],
+            api_port=int(state["api_url"].rsplit(":", 1)[1]),
+            etcd_url=state["etcd_url"],
+            startup_seconds=float(state.get("startup_seconds", 0.0)),
+        )
 
     def to_state(self) -> dict[str, Any]:
         return {

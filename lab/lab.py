@@ -1,0 +1,957 @@
+# Copyright: k8router.edge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The local lab: the whole system on one machine, converged with the collection's own playbooks.
+
+Two routers (role router: haproxy, keepalived, BIRD 2, the periodic k8router run), two real clusters
+(kube-apiserver + etcd from lab/kubelab.py) with one worker container each (role calico_systemd, and
+stand-in ingress-controller pods on pod IPs), Ingresses with overlapping hosts, a LoadBalancer
+Service, certificates made on the spot, and a client container. The inventory is the
+k8router.edge.clusters plugin over the two clusters plus the routers; playbooks/site.yml and
+playbooks/converge.yml do the work, as they would in production.
+
+  python lab/lab.py up                 build what is missing, start, converge, print the summary (idempotent)
+  python lab/lab.py summary [--json]   what the client sees through the VIPs
+  python lab/lab.py status [--json]    exit 0 when the lab is up
+  python lab/lab.py scenario NAME [--json]
+                                       fail-master | stop-api | drain | add-cert | ingress-change
+  python lab/lab.py down               remove it all (caches stay)
+  python lab/lab.py wheelhouse         the routers' wheels (downloaded once): print their directory
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import kubelab
+import kubeobjects as ko
+from kubernetes import client as k8s
+from kubernetes import utils as k8s_utils
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("K8ROUTER_CACHE", Path.home() / ".cache" / "k8router-lab"))
+LAB_DIR = Path(os.environ.get("K8ROUTER_LAB_DIR", CACHE / "lab"))
+VENV_BIN = REPO / ".venv" / "bin"
+
+NETWORK = "k8r-lab"
+SUBNET = "10.213.9.0/24"
+GATEWAY = "10.213.9.1"
+INGRESS_VIP = "10.213.9.100"
+LB_POOL = "10.213.9.240/29"
+DOMAIN = "lab.test"
+CLIENT = "k8r-lab-client"
+CLIENT_IP = "10.213.9.5"
+ROUTERS = {"k8r-lab-router1": "10.213.9.11", "k8r-lab-router2": "10.213.9.12"}
+CONVERGE_INTERVAL = 15
+WATCHDOG_TIMEOUT = 120
+CLIENT_SCRIPT = "/usr/local/lib/labclient.py"
+CLIENT_LAB_CA = "/etc/lab/lab-ca.crt"
+LB_CLASS = "k8router.edge/lab"
+# The Ingresses name a TLS Secret as real ones do; k8router never reads Secrets (certificates are files).
+TLS_SECRET = "web-tls"  # noqa: S105
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    name: str
+    worker: str
+    worker_ip: str
+    api_vip: str
+    bgp_as: int
+    pod_cidr: str
+    node_cidr: str
+    pod_block: str
+    pod_ips: tuple[str, ...]
+    service_cidr: str
+    hosts: tuple[str, ...]
+
+    def client_ca(self) -> str:
+        return f"/etc/lab/{self.name}-ca.crt"
+
+
+CLUSTERS = (
+    ClusterSpec(
+        name="alpha",
+        worker="k8r-lab-alpha-w1",
+        worker_ip="10.213.9.21",
+        api_vip="10.213.9.101",
+        bgp_as=64512,
+        pod_cidr="10.244.0.0/16",
+        node_cidr="10.244.1.0/24",
+        pod_block="10.244.1.0/26",
+        pod_ips=("10.244.1.10", "10.244.1.11"),
+        service_cidr="10.96.0.0/16",
+        hosts=(f"shop.{DOMAIN}", f"alpha.{DOMAIN}"),
+    ),
+    ClusterSpec(
+        name="beta",
+        worker="k8r-lab-beta-w1",
+        worker_ip="10.213.9.31",
+        api_vip="10.213.9.102",
+        bgp_as=64513,
+        pod_cidr="10.245.0.0/16",
+        node_cidr="10.245.1.0/24",
+        pod_block="10.245.1.0/26",
+        pod_ips=("10.245.1.10",),
+        service_cidr="10.97.0.0/16",
+        hosts=(f"shop.{DOMAIN}", f"beta.{DOMAIN}"),
+    ),
+)
+CONTAINERS = {
+    **{name: ("router", ip) for name, ip in ROUTERS.items()},
+    **{c.worker: ("worker", c.worker_ip) for c in CLUSTERS},
+    CLIENT: ("client", CLIENT_IP),
+}
+
+
+class LabFailure(Exception):
+    """Something the lab needs is missing or did not work; the message says what and where."""
+
+
+def log(msg: str) -> None:
+    print(f"lab: {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# processes
+
+
+def run(argv: Sequence[str | Path], *, check: bool = True, capture: bool = True, **kw: Any) -> str:
+    proc = subprocess.run([str(a) for a in argv], check=False, text=True, capture_output=capture, **kw)
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout or "").strip()[-3000:] if capture else ""
+        raise LabFailure(f"`{' '.join(str(a) for a in argv)}` exited with {proc.returncode}\n{detail}")
+    return proc.stdout or ""
+
+
+def podman(*args: str, check: bool = True) -> str:
+    return run(["podman", *args], check=check)
+
+
+def in_container(name: str, *argv: str, check: bool = True) -> str:
+    return podman("exec", name, *argv, check=check)
+
+
+def ansible_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
+    env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
+    env["CONTAINERS_CONF"] = str(REPO / "lab" / "containers.conf")
+    env.setdefault("ANSIBLE_FORCE_COLOR", "0")
+    return env
+
+
+def playbook(name: str, *extra: str, quiet: bool = False) -> None:
+    """``ansible-playbook -i <lab inventory> playbooks/<name>`` from the checkout; its output goes to the terminal."""
+    argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(LAB_DIR / "inventory"), str(REPO / "playbooks" / name)]
+    log(f"ansible-playbook playbooks/{name} {' '.join(extra)}".rstrip())
+    started = time.monotonic()
+    out = None
+    if quiet:
+        out = (LAB_DIR / "logs" / f"{name.replace('/', '-')}.log").open("a")
+    try:
+        proc = subprocess.run([*argv, *extra], env=ansible_env(), cwd=REPO, check=False, stdout=out, stderr=out)
+    finally:
+        if out:
+            out.close()
+    if proc.returncode != 0:
+        where = f" (log: {LAB_DIR / 'logs'})" if quiet else ""
+        raise LabFailure(f"playbooks/{name} failed with exit code {proc.returncode}{where}")
+    log(f"playbooks/{name}: ok in {time.monotonic() - started:.0f}s")
+
+
+def last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# what the lab is made of (built once, cached outside the repository)
+
+
+@dataclass(frozen=True)
+class Parts:
+    calico_assets: str
+    calico_bin: str
+    wheelhouse: str
+
+
+def router_requirements() -> list[str]:
+    defaults = yaml.safe_load((REPO / "roles" / "router" / "defaults" / "main.yml").read_text())
+    return [str(r) for r in defaults.get("router_converge_requirements", [])]
+
+
+def wheelhouse() -> Path:
+    """The wheels of the routers' k8router venv (Debian bookworm: CPython 3.11), keyed by the role's pinned list.
+
+    The key is the one molecule/router/molecule.yml computes: sha256 of the requirements joined by spaces.
+    """
+    reqs = router_requirements()
+    if not reqs:
+        raise LabFailure("roles/router/defaults/main.yml: router_converge_requirements is empty")
+    target = CACHE / "wheels" / hashlib.sha256(" ".join(reqs).encode()).hexdigest()[:12]
+    if target.is_dir():
+        return target
+    log(f"downloading the routers' wheels ({', '.join(reqs)}) into {target}")
+    partial = target.with_suffix(".tmp")
+    run(["rm", "-rf", partial])
+    argv: list[str | Path] = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"]
+    argv += ["--dest", partial, "--python-version", "3.11", "--only-binary=:all:"]
+    for plat in ("manylinux2014_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64"):
+        argv += ["--platform", plat]
+    run([*argv, *reqs])
+    partial.rename(target)
+    return target
+
+
+def build_parts() -> Parts:
+    log("images, Kubernetes binaries, Calico, wheels (each built once, then cached)")
+    run([REPO / "lab" / "image.sh", "router", "worker", "client"], capture=False)
+    run([REPO / "lab" / "k8s-build.sh"], capture=True)
+    assets = last_line(run([REPO / "lab" / "calico-build.sh", "--assets"]))
+    built = subprocess.run(
+        [str(REPO / "lab" / "calico-build.sh")], check=False, text=True, capture_output=True, cwd=REPO
+    )
+    calico_bin = last_line(built.stdout) if built.returncode == 0 else ""
+    if not calico_bin:
+        reason = [line for line in built.stderr.splitlines() if "403" in line or "not available" in line]
+        log(
+            "calico-node cannot be built here "
+            f"({reason[0].strip() if reason else 'see lab/calico-build.sh'}); "
+            "the workers run calico_systemd without it and BIRD gets confd's configuration from the lab"
+        )
+    return Parts(assets, calico_bin, str(wheelhouse()))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# network and containers
+
+
+def ensure_network() -> None:
+    if subprocess.run(["podman", "network", "exists", NETWORK], check=False).returncode == 0:
+        return
+    podman("network", "create", "--subnet", SUBNET, "--gateway", GATEWAY, NETWORK)
+
+
+def container_running(name: str) -> bool:
+    out = podman("container", "inspect", "--format", "{{.State.Running}}", name, check=False)
+    return out.strip() == "true"
+
+
+def ensure_containers() -> None:
+    for name, (image, ip) in CONTAINERS.items():
+        if container_running(name):
+            continue
+        podman("rm", "-f", "--ignore", name)
+        podman(
+            "run", "-d", "--name", name, "--hostname", name, "--network", NETWORK, "--ip", ip,
+            "--systemd", "always", "--label", "owner=k8router-lab",
+            "--cap-add", "NET_ADMIN,NET_RAW,NET_BROADCAST,SYS_ADMIN",
+            "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096",
+            "--sysctl", "net.ipv4.ip_forward=1", "--sysctl", "net.ipv4.ip_nonlocal_bind=1",
+            f"localhost/k8router-{image}:current", "/sbin/init",
+        )  # fmt: skip
+        log(f"started {name} ({ip})")
+    for name in CONTAINERS:
+        state = in_container(name, "systemctl", "is-system-running", "--wait", check=False).strip()
+        if state not in ("running", "degraded"):
+            raise LabFailure(f"{name}: systemd is {state or 'not answering'}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# clusters
+
+
+def clusters_dir() -> Path:
+    return LAB_DIR / "clusters"
+
+
+def running_clusters() -> dict[str, kubelab.Cluster] | None:
+    state_path = clusters_dir() / kubelab.STATE_FILE
+    if not state_path.exists():
+        return None
+    state = json.loads(state_path.read_text())
+    if not kubelab._pid_alive(int(state.get("pid", 0))):
+        return None
+    return {c["name"]: kubelab.Cluster.from_state(c) for c in state["clusters"]}
+
+
+def start_clusters() -> dict[str, kubelab.Cluster]:
+    clusters_dir().mkdir(parents=True, exist_ok=True)
+    extra_ips = [GATEWAY, *(c.api_vip for c in CLUSTERS)]
+    argv = [
+        sys.executable, str(REPO / "lab" / "kubelab.py"), "up",
+        "--names", ",".join(c.name for c in CLUSTERS), "--dir", str(clusters_dir()),
+        "--service-cidrs", ",".join(c.service_cidr for c in CLUSTERS),
+        "--extra-ips", ",".join(extra_ips), "--bind-address", GATEWAY,
+    ]  # fmt: skip
+    log_file = (LAB_DIR / "logs" / "kubelab.log").open("a")
+    subprocess.Popen(argv, stdout=log_file, stderr=log_file, stdin=subprocess.DEVNULL, start_new_session=True)
+    log_file.close()
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        found = running_clusters()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise LabFailure(f"the clusters did not come up in 180s; see {LAB_DIR / 'logs' / 'kubelab.log'}")
+
+
+def calico_documents(assets: str) -> list[dict[str, Any]]:
+    """calico-node's and the CNI plugin's ServiceAccount + ClusterRole(Binding) from Calico's own manifest."""
+    wanted = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+    docs = yaml.safe_load_all((Path(assets) / "manifests" / "calico.yaml").read_text())
+    return [
+        d
+        for d in docs
+        if d and d.get("kind") in wanted and d["metadata"]["name"] in ("calico-node", "calico-cni-plugin")
+    ]
+
+
+def load_cluster(cluster: kubelab.Cluster, spec: ClusterSpec, parts: Parts) -> None:
+    """What the cluster would hold: a Node per worker, the ingress controller's pods, Ingresses, an LB Service."""
+    with cluster.api_client() as api:
+        ko.apply_k8router_rbac(api, pod_namespaces=["ingress-nginx"])
+        for doc in calico_documents(parts.calico_assets):
+            k8s_utils.create_from_dict(api, doc)  # type: ignore[no-untyped-call]
+        ko.create_node(api, spec.worker, spec.worker_ip, spec.node_cidr)
+        pods = [ko.BackendPod(f"ingress-nginx-controller-{i}", ip, spec.worker) for i, ip in enumerate(spec.pod_ips)]
+        ko.create_ingress_controller(api, "ingress-nginx", pods)
+        ko.create_ingress_class(api, "nginx", default=True)
+        ko.ensure_namespace(api, "shop")
+        for i, host in enumerate(spec.hosts):
+            ko.create_ingress(
+                api, "shop", f"web-{i}", [ko.IngressRule(host, "web", 80)], tls_hosts=[host], tls_secret=TLS_SECRET
+            )
+        if spec.name == CLUSTERS[0].name:
+            ko.create_load_balancer_service(
+                api, "shop", "web-lb", [ko.ServicePort("http", 80)], load_balancer_class=LB_CLASS
+            )
+    tokens = LAB_DIR / "tokens"
+    tokens.mkdir(mode=0o700, parents=True, exist_ok=True)
+    day = 24 * 3600
+    k8router_token = kubelab.mint_token(
+        cluster, ko.K8ROUTER_NAMESPACE, ko.K8ROUTER_SERVICE_ACCOUNT, expiration_seconds=30 * day
+    )
+    kubelab.write_token_kubeconfig(cluster, k8router_token, tokens / f"{spec.name}-k8router.kubeconfig", "k8router")
+    calico_token = kubelab.mint_token(cluster, "kube-system", "calico-node", expiration_seconds=30 * day)
+    path = tokens / f"{spec.name}-calico-node.token"
+    path.write_text(calico_token)
+    path.chmod(0o600)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# certificates
+
+
+def lab_ca() -> kubelab.CertAuthority:
+    pki = LAB_DIR / "pki"
+    crt, key = pki / "ca.crt", pki / "ca.key"
+    if crt.exists() and key.exists():
+        return kubelab.CertAuthority.load(crt, key)
+    pki.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ca = kubelab.CertAuthority.create("k8router lab CA")
+    crt.write_bytes(ca.pem)
+    key.write_bytes(ca.key_pem)
+    key.chmod(0o600)
+    return ca
+
+
+def certs_dir() -> Path:
+    return LAB_DIR / "certs"
+
+
+def write_certificate(ca: kubelab.CertAuthority, name: str, dns_names: Sequence[str]) -> Path:
+    certs_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = certs_dir() / f"{name}.pem"
+    path.write_bytes(ca.issue_pem(dns_names[0], dns_names))
+    path.chmod(0o600)
+    return path
+
+
+def ensure_certificates() -> None:
+    ca = lab_ca()
+    if not (certs_dir() / "wildcard.pem").exists():
+        write_certificate(ca, "wildcard", [f"*.{DOMAIN}"])
+    if not (certs_dir() / "shop.pem").exists():
+        write_certificate(ca, "shop", [f"shop.{DOMAIN}"])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# inventory
+
+
+def write_yaml(path: Path, data: Any, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("---\n" + yaml.safe_dump(data, sort_keys=False, width=120))
+    path.chmod(mode)
+
+
+def lab_settings() -> dict[str, Any]:
+    path = LAB_DIR / "settings.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_inventory(clusters: Mapping[str, kubelab.Cluster], parts: Parts) -> None:
+    inv = LAB_DIR / "inventory"
+    tokens = LAB_DIR / "tokens"
+    write_yaml(
+        inv / "lab.clusters.yml",
+        {
+            "plugin": "k8router.edge.clusters",
+            "strict": True,
+            "clusters": [
+                {
+                    "name": s.name,
+                    "kubeconfig": str(clusters[s.name].kubeconfig),
+                    "bgp_as": s.bgp_as,
+                    "api_vip": s.api_vip,
+                    "pod_cidrs": [s.pod_cidr],
+                    "service_cidrs": [s.service_cidr],
+                }
+                for s in CLUSTERS
+            ],
+            # The nodes are the lab's containers: reach them with podman, by name.
+            "compose": {"ansible_connection": "'containers.podman.podman'", "ansible_host": "inventory_hostname"},
+        },
+    )
+    write_yaml(
+        inv / "lab.yml",
+        {
+            "all": {
+                "children": {
+                    "routers": {
+                        "hosts": {name: {"router_address": ip} for name, ip in ROUTERS.items()},
+                        "vars": {"ansible_connection": "containers.podman.podman"},
+                    },
+                    "lab_clients": {
+                        "hosts": {CLIENT: {"ansible_connection": "containers.podman.podman"}},
+                    },
+                }
+            }
+        },
+    )
+    settings = lab_settings()
+    cluster_state = settings.get("cluster_state", {})
+    write_yaml(
+        inv / "group_vars" / "all.yml",
+        {"lab_dir": str(LAB_DIR), "lab_gateway": GATEWAY, "lab_calico_node": bool(parts.calico_bin)},
+    )
+    k8router_clusters = [
+        {
+            "name": s.name,
+            "kubeconfig": f"/etc/k8router/kubeconfig/{s.name}",
+            "state": cluster_state.get(s.name, "active"),
+        }
+        for s in CLUSTERS
+    ]
+    write_yaml(
+        inv / "group_vars" / "routers.yml",
+        {
+            # haproxy needs about two descriptors a connection; the containers' hard limit is 20000.
+            "router_haproxy_maxconn": 4000,
+            "router_ingress_vips": [INGRESS_VIP],
+            "router_lb_pool": [LB_POOL],
+            "router_clusters": [
+                {
+                    "name": s.name,
+                    "api_port": clusters[s.name].api_port,
+                    "ca_cert": clusters[s.name].ca_pem.decode(),
+                    "control_plane": [{"name": f"kubelab-{s.name}", "address": GATEWAY}],
+                }
+                for s in CLUSTERS
+            ],
+            # The periodic k8router run on each router, as in production.
+            "router_converge_timer": True,
+            "router_converge_interval": CONVERGE_INTERVAL,
+            "router_converge_wheelhouse": parts.wheelhouse,
+            "router_converge_kubeconfigs": {s.name: str(tokens / f"{s.name}-k8router.kubeconfig") for s in CLUSTERS},
+            "router_converge_certificates": sorted(str(p) for p in certs_dir().glob("*.pem")),
+            "router_converge_vars": {
+                "k8router_clusters": k8router_clusters,
+                "k8router_certificate_dir": "/etc/k8router/certificates",
+            },
+            # The same run from the controller (playbooks/converge.yml), as CI would start it.
+            "k8router_clusters": k8router_clusters,
+            "k8router_certificate_dir": "/etc/k8router/certificates",
+        },
+    )
+    write_yaml(
+        inv / "group_vars" / "workers.yml",
+        {
+            "calico_systemd_api_host": GATEWAY,
+            "calico_systemd_crds_src": f"{parts.calico_assets}/crds",
+            "calico_systemd_confd_src": f"{parts.calico_assets}/confd",
+            "calico_systemd_binaries": []
+            if not parts.calico_bin
+            else [
+                {"name": "calico-node", "src": f"{parts.calico_bin}/calico-node"},
+                {"name": "calico", "src": f"{parts.calico_bin}/calico", "dest": "/opt/cni/bin/calico"},
+                {"name": "calico-ipam", "src": f"{parts.calico_bin}/calico-ipam", "dest": "/opt/cni/bin/calico-ipam"},
+            ],
+            # Without calico-node the units that run it are left out; BIRD runs on the lab's stand-in config.
+            "calico_systemd_units_disabled": [] if parts.calico_bin else ["calico-startup"],
+            # A worker that loses the API withdraws its routes after this long; the stop-api scenario stays shorter.
+            "calico_systemd_api_watchdog_timeout": WATCHDOG_TIMEOUT,
+            "calico_systemd_api_watchdog_period": 2,
+        },
+    )
+    for s in CLUSTERS:
+        c = clusters[s.name]
+        write_yaml(
+            inv / "group_vars" / f"{s.name}.yml",
+            {
+                "calico_systemd_api_port": c.api_port,
+                "calico_systemd_ca_cert": c.ca_pem.decode(),
+                "calico_systemd_token": "{{ lookup('ansible.builtin.file', '%s') }}"
+                % (tokens / f"{s.name}-calico-node.token"),
+                "calico_systemd_admin_kubeconfig": str(c.kubeconfig),
+                "lab_pod_ips": list(s.pod_ips),
+                "lab_pod_block": s.pod_block,
+            },
+        )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the client
+
+
+def prepare_client(clusters: Mapping[str, kubelab.Cluster]) -> None:
+    in_container(CLIENT, "mkdir", "-p", "/etc/lab")
+    podman("cp", str(REPO / "lab" / "labclient.py"), f"{CLIENT}:{CLIENT_SCRIPT}")
+    podman("cp", str(LAB_DIR / "pki" / "ca.crt"), f"{CLIENT}:{CLIENT_LAB_CA}")
+    for s in CLUSTERS:
+        podman("cp", str(clusters[s.name].ca), f"{CLIENT}:{s.client_ca()}")
+
+
+def client(*args: str) -> dict[str, Any]:
+    out = in_container(CLIENT, "python3", CLIENT_SCRIPT, *args)
+    result: dict[str, Any] = json.loads(last_line(out))
+    return result
+
+
+def probe(host: str, count: int = 8) -> dict[str, Any]:
+    return client("probe", "--vip", INGRESS_VIP, "--host", host, "--ca", CLIENT_LAB_CA, "--count", str(count))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# up / down / summary
+
+
+def up() -> int:
+    started = time.monotonic()
+    for sub in ("logs", "tokens"):
+        (LAB_DIR / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+    parts = build_parts()
+    (LAB_DIR / "parts.json").write_text(json.dumps([parts.calico_assets, parts.calico_bin, parts.wheelhouse]) + "\n")
+    ensure_network()
+    # The containers first: the network's bridge, and so the gateway address the API servers bind, exists
+    # only while a container is attached.
+    ensure_containers()
+    clusters = running_clusters()
+    if clusters is None:
+        log("starting the clusters alpha and beta (kube-apiserver + etcd on the lab network's gateway)")
+        clusters = start_clusters()
+        for spec in CLUSTERS:
+            load_cluster(clusters[spec.name], spec, parts)
+        log("clusters loaded: nodes, ingress controllers, Ingresses, a LoadBalancer Service, identities")
+    ensure_certificates()
+    write_inventory(clusters, parts)
+    prepare_client(clusters)
+    playbook("lab/workers.yml", quiet=True)
+    playbook("site.yml", quiet=True)
+    # The same run as the routers' timer, started once from the controller (as CI would) so the lab serves now.
+    playbook("converge.yml", "-e", "ansible_python_interpreter=/opt/k8router/venv/bin/python", quiet=True)
+    (LAB_DIR / "up").write_text(f"{time.time():.0f}\n")
+    log(f"up in {time.monotonic() - started:.0f}s")
+    return print_summary(collect_summary())
+
+
+def down() -> int:
+    for name in CONTAINERS:
+        podman("rm", "-f", "--ignore", "-t", "2", name, check=False)
+    if subprocess.run(["podman", "network", "exists", NETWORK], check=False).returncode == 0:
+        podman("network", "rm", NETWORK, check=False)
+    if (clusters_dir() / kubelab.STATE_FILE).exists():
+        run([sys.executable, REPO / "lab" / "kubelab.py", "down", "--dir", clusters_dir()], check=False)
+    run(["rm", "-rf", LAB_DIR])
+    log("down: containers, network, clusters and the lab directory removed (caches kept)")
+    return 0
+
+
+def is_up() -> bool:
+    return (
+        (LAB_DIR / "up").exists()
+        and running_clusters() is not None
+        and all(container_running(name) for name in CONTAINERS)
+    )
+
+
+def vip_holder(vip: str) -> str | None:
+    for name in ROUTERS:
+        if f" {vip}/" in in_container(name, "ip", "-4", "-o", "addr", "show", check=False):
+            return name
+    return None
+
+
+def bird_routes(router: str) -> list[str]:
+    """The kernel routes BIRD installed on ``router``: learnt prefixes, and the clusters' unreachable covers."""
+    routes = []
+    for line in in_container(router, "ip", "-4", "route", "show", "proto", "bird", check=False).splitlines():
+        words = line.split()
+        if words and words[0] == "unreachable":
+            routes.append(f"{words[1]} (unreachable cover)")
+        elif words:
+            routes.append(words[0])
+    return sorted(routes)
+
+
+def collect_summary() -> dict[str, Any]:
+    clusters = running_clusters() or {}
+    hosts: dict[str, dict[str, Any]] = {}
+    for host in sorted({h for s in CLUSTERS for h in s.hosts}):
+        res = probe(host)
+        answers = res["answers"]
+        expected = sorted(s.name for s in CLUSTERS if host in s.hosts)
+        got = Counter(a.get("cluster", "-") for a in answers if a.get("ok"))
+        hosts[host] = {
+            "expected": expected,
+            "answered_by": dict(sorted(got.items())),
+            "pods": sorted({a["pod"] for a in answers if a.get("pod")}),
+            "failed": sum(1 for a in answers if not a.get("ok")),
+            "certificate": sorted({a.get("cert_cn", "") for a in answers if a.get("ok")}),
+            "errors": sorted({a.get("error", "") for a in answers if a.get("error")}),
+            "ok": sorted(got) == expected and all(a.get("ok") for a in answers),
+        }
+    api: dict[str, dict[str, Any]] = {}
+    for spec in CLUSTERS:
+        port = clusters[spec.name].api_port if spec.name in clusters else 0
+        res = client("get", f"https://{spec.api_vip}:{port}/readyz", "--ca", spec.client_ca())
+        api[spec.name] = {
+            "url": f"https://{spec.api_vip}:{port}",
+            "status": res.get("status"),
+            "error": res.get("error", ""),
+            "ok": res.get("status") == 200,
+        }
+    routes = {name: bird_routes(name) for name in ROUTERS}
+    timers = {
+        name: in_container(name, "systemctl", "is-active", "k8router-converge.timer", check=False).strip()
+        for name in ROUTERS
+    }
+    last_runs = {
+        name: in_container(name, "systemctl", "show", "-P", "Result", "k8router-converge.service", check=False).strip()
+        for name in ROUTERS
+    }
+    ipvs = Path("/proc/net/ip_vs").exists()
+    return {
+        "ingress_vip": INGRESS_VIP,
+        "ingress_master": vip_holder(INGRESS_VIP),
+        "hosts": hosts,
+        "api": api,
+        "api_masters": {s.name: vip_holder(s.api_vip) for s in CLUSTERS},
+        "bgp_routes": routes,
+        "converge_timer": timers,
+        "converge_last_result": last_runs,
+        "ipvs": "available" if ipvs else "this kernel has no IPVS (ip_vs): LoadBalancer services are not programmed",
+        "ok": all(h["ok"] for h in hosts.values()) and all(a["ok"] for a in api.values()),
+    }
+
+
+def print_summary(summary: Mapping[str, Any]) -> int:
+    print()
+    print("k8router lab")
+    print(f"  ingress VIP {summary['ingress_vip']} held by {summary['ingress_master']}")
+    print()
+    print(f"  {'host':<20} {'served by (8 requests, SNI)':<30} {'certificate':<18} {'pods':<40} result")
+    for host, h in summary["hosts"].items():
+        served = ", ".join(f"{c} x{n}" for c, n in h["answered_by"].items()) or "-"
+        pods = ", ".join(h["pods"]) or "-"
+        result = "ok" if h["ok"] else f"FAIL (expected {', '.join(h['expected'])}; {'; '.join(h['errors'])})"
+        print(f"  {host:<20} {served:<30} {', '.join(h['certificate']):<18} {pods:<40} {result}")
+    print()
+    for name, a in summary["api"].items():
+        holder = summary["api_masters"].get(name)
+        result = "ok" if a["ok"] else f"FAIL ({a['status']} {a['error']})"
+        print(f"  API of {name:<6} {a['url']}/readyz via {holder}: {result}")
+    print()
+    for name, routes in summary["bgp_routes"].items():
+        print(f"  {name}: BGP routes {', '.join(routes) or 'none'}")
+        print(
+            f"  {name}: k8router-converge.timer {summary['converge_timer'][name]}, "
+            f"last run {summary['converge_last_result'][name] or '-'} (every {CONVERGE_INTERVAL}s)"
+        )
+    print(f"  IPVS: {summary['ipvs']}")
+    print()
+    print("  all paths ok" if summary["ok"] else "  SOME PATHS FAILED")
+    return 0 if summary["ok"] else 1
+
+
+# --------------------------------------------------------------------------------------------------------------
+# scenarios
+
+
+def _converge_once(name: str) -> None:
+    unit = "k8router-converge.service"
+    if in_container(name, "systemctl", "is-active", unit, check=False).strip() == "activating":
+        # A timer run that started before the change: let it finish, then run again.
+        in_container(name, "systemctl", "start", unit)
+    in_container(name, "systemctl", "start", unit)
+
+
+def converge_now() -> None:
+    """A run of each router's own timer job that starts now, on all routers at once."""
+    with ThreadPoolExecutor(len(ROUTERS)) as pool:
+        list(pool.map(_converge_once, ROUTERS))
+
+
+def _gap(timeline: Sequence[Mapping[str, Any]]) -> float:
+    """The longest time without a successful answer: from the last success before a failure to the next."""
+    worst = 0.0
+    last_ok: float | None = None
+    failing = False
+    for entry in timeline:
+        if entry.get("ok"):
+            if failing and last_ok is not None:
+                worst = max(worst, float(entry["t"]) - last_ok)
+            last_ok, failing = float(entry["t"]), False
+        else:
+            failing = True
+    return round(worst, 3)
+
+
+@contextlib.contextmanager
+def background_load(host: str, duration: float, interval: float = 0.05) -> Iterator[dict[str, Any]]:
+    argv = [
+        "podman", "exec", CLIENT, "python3", CLIENT_SCRIPT, "load", "--vip", INGRESS_VIP, "--host", host,
+        "--ca", CLIENT_LAB_CA, "--duration", str(duration), "--interval", str(interval),
+    ]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    result: dict[str, Any] = {}
+    try:
+        yield result
+    finally:
+        out, _err = proc.communicate(timeout=duration + 60)
+        result.update(json.loads(last_line(out)))
+
+
+def scenario_fail_master() -> dict[str, Any]:
+    master = vip_holder(INGRESS_VIP)
+    if master is None:
+        raise LabFailure(f"no router holds the ingress VIP {INGRESS_VIP}")
+    host = f"shop.{DOMAIN}"
+    with background_load(host, duration=14) as load:
+        time.sleep(3)
+        failed_at = time.time()
+        podman("pause", master)
+        new_master = None
+        while time.time() - failed_at < 8:
+            new_master = next((r for r in ROUTERS if r != master and vip_holder(INGRESS_VIP) == r), None)
+            if new_master:
+                break
+            time.sleep(0.1)
+        moved_after = time.time() - failed_at
+        time.sleep(max(0.0, 6 - moved_after))
+        podman("unpause", master)
+    timeline = load["timeline"]
+    return {
+        "scenario": "fail-master",
+        "old_master": master,
+        "new_master": new_master,
+        "vip_moved_after_s": round(moved_after, 2),
+        "gap_s": _gap(timeline),
+        "requests": len(timeline),
+        "failed_requests": sum(1 for e in timeline if not e.get("ok")),
+        "interval_s": load["interval"],
+        "ok": new_master is not None and _gap(timeline) < 4,
+    }
+
+
+def scenario_stop_api() -> dict[str, Any]:
+    spec = CLUSTERS[1]
+    state = json.loads((clusters_dir() / kubelab.STATE_FILE).read_text())
+    pid = next(int(c["pids"]["kube-apiserver"]) for c in state["clusters"] if c["name"] == spec.name)
+    host = f"{spec.name}.{DOMAIN}"
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        converge_now()
+        answers = probe(host)["answers"]
+        journal = in_container(
+            next(iter(ROUTERS)), "journalctl", "-u", "k8router-converge.service", "-n", "80", "--no-pager", check=False
+        )
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    warned = [line.strip() for line in journal.splitlines() if spec.name in line and "last-known-good" in line]
+    served = Counter(a.get("cluster") for a in answers if a.get("ok"))
+    converge_now()
+    return {
+        "scenario": "stop-api",
+        "cluster": spec.name,
+        "host": host,
+        "answered_by": dict(served),
+        "failed_requests": sum(1 for a in answers if not a.get("ok")),
+        "warning": warned[-1] if warned else "",
+        "ok": dict(served) == {spec.name: len(answers)},
+    }
+
+
+def set_cluster_state(name: str, state: str) -> None:
+    settings = lab_settings()
+    settings.setdefault("cluster_state", {})[name] = state
+    (LAB_DIR / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def reconfigure_routers() -> None:
+    """Rewrite the lab inventory and push the routers' k8router settings (site.yml, routers only), then run once."""
+    clusters = running_clusters()
+    if clusters is None:
+        raise LabFailure("the lab's clusters are not running (make lab)")
+    parts = Parts(*json.loads((LAB_DIR / "parts.json").read_text()))
+    write_inventory(clusters, parts)
+    playbook("site.yml", "--limit", "routers", "--tags", "k8router_converge", quiet=True)
+    converge_now()
+
+
+def scenario_drain() -> dict[str, Any]:
+    spec = CLUSTERS[0]
+    host = f"shop.{DOMAIN}"
+    set_cluster_state(spec.name, "drain")
+    try:
+        reconfigure_routers()
+        drained = Counter(a.get("cluster") for a in probe(host, 12)["answers"] if a.get("ok"))
+    finally:
+        set_cluster_state(spec.name, "active")
+        reconfigure_routers()
+    restored = Counter(a.get("cluster") for a in probe(host, 12)["answers"] if a.get("ok"))
+    return {
+        "scenario": "drain",
+        "cluster": spec.name,
+        "host": host,
+        "while_drained": dict(drained),
+        "after_undrain": dict(restored),
+        "ok": spec.name not in drained and sum(drained.values()) == 12 and spec.name in restored,
+    }
+
+
+def scenario_add_cert() -> dict[str, Any]:
+    host = f"beta.{DOMAIN}"
+    before = probe(host, 1)["answers"][0]
+    path = write_certificate(lab_ca(), "beta", [host])
+    try:
+        reconfigure_routers()
+        after = probe(host, 1)["answers"][0]
+    finally:
+        path.unlink()
+        reconfigure_routers()
+    back = probe(host, 1)["answers"][0]
+    return {
+        "scenario": "add-cert",
+        "host": host,
+        "before": before.get("cert_cn"),
+        "after_one_run": after.get("cert_cn"),
+        "after_removal": back.get("cert_cn"),
+        "ok": after.get("cert_cn") == host and before.get("cert_cn") != host and back.get("cert_cn") != host,
+    }
+
+
+def scenario_ingress_change() -> dict[str, Any]:
+    clusters = running_clusters()
+    if clusters is None:
+        raise LabFailure("the lab's clusters are not running (make lab)")
+    spec = CLUSTERS[0]
+    name = f"new-{int(time.time())}"
+    host = f"{name}.{DOMAIN}"
+    argv = [
+        "podman", "exec", CLIENT, "python3", CLIENT_SCRIPT, "wait", "--vip", INGRESS_VIP, "--host", host,
+        "--ca", CLIENT_LAB_CA, "--cluster", spec.name, "--timeout", str(4 * CONVERGE_INTERVAL + 60),
+    ]  # fmt: skip
+    waiter = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    time.sleep(1)
+    with clusters[spec.name].api_client() as api:
+        created = time.time()
+        ko.create_ingress(api, "shop", name, [ko.IngressRule(host, "web", 80)])
+        out, _err = waiter.communicate(timeout=4 * CONVERGE_INTERVAL + 90)
+        k8s.NetworkingV1Api(api).delete_namespaced_ingress(name, "shop")
+    res = json.loads(last_line(out))
+    served = res.get("served_at")
+    return {
+        "scenario": "ingress-change",
+        "host": host,
+        "seconds": round(float(served) - created, 2) if served else None,
+        "timer_interval_s": CONVERGE_INTERVAL,
+        "ok": served is not None,
+    }
+
+
+SCENARIOS = {
+    "fail-master": scenario_fail_master,
+    "stop-api": scenario_stop_api,
+    "drain": scenario_drain,
+    "add-cert": scenario_add_cert,
+    "ingress-change": scenario_ingress_change,
+}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lab", description=(__doc__ or "").split("\n\n", maxsplit=1)[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up")
+    sub.add_parser("down")
+    sub.add_parser("wheelhouse", help="download the routers' wheels when missing; print their directory")
+    for name in ("status", "summary"):
+        sub.add_parser(name).add_argument("--json", action="store_true")
+    sc = sub.add_parser("scenario")
+    sc.add_argument("name", choices=sorted(SCENARIOS))
+    sc.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except LabFailure as exc:
+        log(f"error: {exc}")
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "wheelhouse":
+        print(wheelhouse())
+    if args.command in ("up", "down", "wheelhouse"):
+        return {"up": up, "down": down}.get(args.command, lambda: 0)()
+    if not is_up():
+        print(json.dumps({"up": False}) if args.json else "lab: not up (make lab)")
+        return 1
+    if args.command == "status":
+        print(json.dumps({"up": True, "dir": str(LAB_DIR)}) if args.json else f"lab: up ({LAB_DIR})")
+        return 0
+    if args.command == "summary":
+        summary = collect_summary()
+        if not args.json:
+            return print_summary(summary)
+        print(json.dumps(summary))
+        return 0 if summary["ok"] else 1
+    result = SCENARIOS[args.name]()
+    print(json.dumps(result) if args.json else yaml.safe_dump(result, sort_keys=False))
+    return 0 if result.get("ok") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
