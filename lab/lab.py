@@ -934,11 +934,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def print_wheelhouse() -> int:
+    print(wheelhouse())
+    return 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "wheelhouse":
-        print(wheelhouse())
-    if args.command in ("up", "down", "wheelhouse"):
-        return {"up": up, "down": down}.get(args.command, lambda: 0)()
+    commands = {"up": up, "down": down, "wheelhouse": print_wheelhouse}
+    if args.command in commands:
+        return commands[args.command]()
     if not is_up():
         print(json.dumps({"up": False}) if args.json else "lab: not up (make lab)")
         return 1
