@@ -75,24 +75,9 @@ if [[ $force -eq 0 ]] && assets_complete && { [[ $assets_only -eq 1 ]] || comple
     exit 0
 fi
 
-go_bin="$(command -v go || true)"
-if [[ -z "$go_bin" && -x /usr/local/go/bin/go ]]; then
-    go_bin=/usr/local/go/bin/go
-fi
-if [[ -z "$go_bin" ]]; then
-    log "no Go toolchain found (need go >= 1.23 on PATH or at /usr/local/go/bin/go)"
-    exit 1
-fi
-
-# Never switch toolchains behind our back. Calico's cgo parts (BPF loader, nftables helpers) are
-# optional; CGO_ENABLED=0 builds the iptables data plane, the one the lab uses.
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false"
-log "using $("$go_bin" version)"
-
-mkdir -p "$out_dir"
-# One builder at a time per version; a second caller waits, then finds the results there.
-exec 9>"${out_dir}/.lock"
-flock 9
+# shellcheck source=lab/go-build-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go-build-lib.sh"
+go_build_setup 1.23 "$out_dir"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/k8router-calico-build.XXXXXX")"
 staging_bin="${out_dir}/bin.partial"

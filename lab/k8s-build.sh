@@ -61,23 +61,9 @@ if [[ $force -eq 0 ]] && complete; then
     exit 0
 fi
 
-go_bin="$(command -v go || true)"
-if [[ -z "$go_bin" && -x /usr/local/go/bin/go ]]; then
-    go_bin=/usr/local/go/bin/go
-fi
-if [[ -z "$go_bin" ]]; then
-    log "no Go toolchain found (need go >= 1.26 on PATH or at /usr/local/go/bin/go)"
-    exit 1
-fi
-
-# Never switch toolchains behind our back: a version that needs a newer Go must fail loudly.
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false"
-log "using $("$go_bin" version)"
-
-mkdir -p "$out_dir"
-# One builder at a time per version; a second caller waits, then finds the binaries there.
-exec 9>"${out_dir}/.lock"
-flock 9
+# shellcheck source=lab/go-build-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go-build-lib.sh"
+go_build_setup 1.26 "$out_dir"
 if [[ $force -eq 0 ]] && complete; then
     log "built by a concurrent run"
     echo "$bin_dir"
