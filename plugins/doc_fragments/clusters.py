@@ -50,9 +50,46 @@ options:
         elements: str
         default: [nginx]
       weight:
-        description: Weight of each of this cluster's pods (1 to 256).
+        description:
+          - The cluster's share of each host it serves, against the other clusters serving that host (1 to 256),
+            whatever its number of pods. Weights 10 and 90 send a tenth of the requests to the first cluster.
         type: int
         default: 100
+      health_check:
+        description:
+          - How haproxy checks each of this cluster's controller pods between runs; a pod failing C(fall) checks in a
+            row leaves rotation until it passes C(rise) checks.
+        type: dict
+        default: {}
+        suboptions:
+          type:
+            description: C(tcp) connects to the pod; C(http) sends C(GET path) and expects C(status).
+            type: str
+            choices: [tcp, http]
+            default: tcp
+          path:
+            description: Path of the HTTP check (C(/healthz) of ingress-nginx).
+            type: str
+            default: /healthz
+          port:
+            description: Port of the check (C(10254) for ingress-nginx's C(/healthz)); unset, the pod's serving port.
+            type: int
+          status:
+            description: HTTP status the check expects.
+            type: int
+            default: 200
+          interval:
+            description: Milliseconds between two checks of a pod.
+            type: int
+            default: 2000
+          fall:
+            description: Failed checks in a row that take a pod out of rotation.
+            type: int
+            default: 2
+          rise:
+            description: Passed checks in a row that bring it back.
+            type: int
+            default: 2
       state:
         description:
           - C(active) serves; C(drain) keeps existing connections and sends no new ones; C(offline) removes the cluster.

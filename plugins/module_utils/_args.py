@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 import traceback
 from collections.abc import Mapping
 from typing import Any
@@ -46,6 +47,19 @@ CLUSTER_ARGS: dict[str, Any] = {
             },
             "ingress_classes": {"type": "list", "elements": "str", "default": ["nginx"]},
             "weight": {"type": "int", "default": 100},
+            "health_check": {
+                "type": "dict",
+                "default": {},
+                "options": {
+                    "type": {"type": "str", "choices": ["tcp", "http"], "default": "tcp"},
+                    "path": {"type": "str", "default": "/healthz"},
+                    "port": {"type": "int"},
+                    "status": {"type": "int", "default": 200},
+                    "interval": {"type": "int", "default": 2000},
+                    "fall": {"type": "int", "default": 2},
+                    "rise": {"type": "int", "default": 2},
+                },
+            },
             "state": {"type": "str", "choices": ["active", "drain", "offline"], "default": "active"},
             "allowed_hosts": {"type": "list", "elements": "str"},
         },
@@ -134,7 +148,13 @@ def options_from_params(params: Mapping[str, Any]) -> Any:
             read_services=bool(lb_params),
         )
         allowed = item["allowed_hosts"]
-        settings = ClusterSettings(name, item["weight"], item["state"], tuple(allowed) if allowed is not None else None)
+        settings = ClusterSettings(
+            name,
+            item["weight"],
+            item["state"],
+            tuple(allowed) if allowed is not None else None,
+            _health_check(name, item.get("health_check") or {}),
+        )
         clusters.append((source, settings))
     certs = [(c["cert"], c.get("key")) for c in params["certificates"]]
     try:
@@ -162,6 +182,33 @@ def options_from_params(params: Mapping[str, Any]) -> Any:
         backend_tls=bool(params.get("backend_tls")),
         backend_ca_file=params.get("backend_ca_file"),
         load_balancer=_lb_options(lb_params) if lb_params else None,
+    )
+
+
+_CHECK_PATH = re.compile(r"/[A-Za-z0-9._~!$&()*+,;=:@%/?-]*")
+
+
+def _health_check(cluster: str, check: Mapping[str, Any]) -> Any:
+    """The cluster's health check, validated (its path reaches haproxy's configuration)."""
+    from ansible_collections.k8router.edge.plugins.module_utils._errors import K8RouterError  # noqa: PLC0415
+    from ansible_collections.k8router.edge.plugins.module_utils._model import HealthCheck  # noqa: PLC0415
+
+    where = f"clusters[{cluster}].health_check"
+    path = check.get("path") or "/healthz"
+    if not _CHECK_PATH.fullmatch(path) or len(path) > 1024:
+        raise K8RouterError(f"{where}.path: {path!r} is not an absolute URL path without spaces")
+    port = check.get("port")
+    if port is not None and not 1 <= port <= 65535:
+        raise K8RouterError(f"{where}.port: {port} is not a port number")
+    status = check.get("status") or 200
+    if not 100 <= status <= 599:
+        raise K8RouterError(f"{where}.status: {status} is not an HTTP status")
+    numbers = {k: check.get(k) or d for k, d in (("interval", 2000), ("fall", 2), ("rise", 2))}
+    for key, value in numbers.items():
+        if not 1 <= value <= (3_600_000 if key == "interval" else 100):
+            raise K8RouterError(f"{where}.{key}: {value} is out of range")
+    return HealthCheck(
+        check.get("type") or "tcp", path, port, status, numbers["interval"], numbers["fall"], numbers["rise"]
     )
 
 

@@ -1,6 +1,6 @@
 # Copyright: k8router.edge contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Reading a cluster: its Ingresses (by class) and its ingress controller's ready pods.
+"""Reading a cluster: its Ingresses (by class) and its ingress controller's pods.
 
 The only module here that talks to Kubernetes. A list is complete or the cluster counts as
 failed (ClusterReadError): never a partial picture.
@@ -104,20 +104,36 @@ def offered_hosts(
     return hosts, warnings
 
 
-def ready_backends(slices: Sequence[Any], port: str) -> list[Backend]:
-    """Ready endpoints of the controller's EndpointSlices, on the controller port (sorted, unique)."""
-    found: set[Backend] = set()
+def endpoint_backends(slices: Sequence[Any], port: str) -> tuple[list[Backend], list[Backend]]:
+    """The controller's endpoints on the controller port as kube-proxy reads them: (ready, draining).
+
+    ``ready`` unset counts as ready, ``serving`` unset as ``ready`` (the EndpointSlice API's rules).
+    Terminating endpoints that still serve drain: they stay in rotation with weight 0, so what they
+    have finishes and new requests go elsewhere. A cluster with no ready endpoint but serving ones
+    sends its requests to those (kube-proxy does the same). Sorted, unique.
+    """
+    ready: set[Backend] = set()
+    serving: set[Backend] = set()
     for eps in slices:
         number = next((p.port for p in (eps.ports or []) if _port_matches(p, port)), None)
         if number is None:
             continue
         for endpoint in eps.endpoints or []:
-            conditions = endpoint.conditions
-            if conditions is None or conditions.ready is not True:
-                continue
+            cond = endpoint.conditions
+            is_ready = cond is None or cond.ready is not False
+            is_serving = is_ready if cond is None or cond.serving is None else cond.serving is True
+            terminating = cond is not None and cond.terminating is True
             for address in endpoint.addresses or []:
-                found.add(Backend(address, int(number)))
-    return sorted(found, key=lambda b: (b.address, b.port))
+                backend = Backend(address, int(number))
+                if is_ready and not terminating:
+                    ready.add(backend)
+                elif is_serving:
+                    serving.add(backend)
+    serving -= ready
+    order = lambda b: (b.address, b.port)  # noqa: E731
+    if not ready:
+        return sorted(serving, key=order), []
+    return sorted(ready, key=order), sorted(serving, key=order)
 
 
 def load_balancer_services(cluster: str, services: Sequence[Any]) -> tuple[list[LbService], list[str]]:
@@ -201,11 +217,13 @@ def read_cluster(source: ClusterSource) -> ClusterSnapshot:
         api.close()
     hosts, warnings = offered_hosts(ingresses, classes, source.ingress_classes)
     lb_services, lb_warnings = load_balancer_services(source.name, services)
+    backends, draining = endpoint_backends(slices, source.controller_port)
     return ClusterSnapshot(
         name=source.name,
         read_at=time.time(),
         hosts=hosts,
-        backends=ready_backends(slices, source.controller_port),
+        backends=backends,
+        draining=draining,
         services=lb_services,
         warnings=[f"cluster {source.name}: {w}" for w in warnings + lb_warnings],
     )

@@ -223,7 +223,7 @@ def _validate(desired: Mapping[str, bytes], paths: HaproxyPaths, workdir: str, r
         shutil.rmtree(cand, ignore_errors=True)
 
 
-def _apply(plan: Plan, paths: HaproxyPaths, result: Result, runner: Runner) -> None:
+def _apply(plan: Plan, structure: str, paths: HaproxyPaths, result: Result, runner: Runner) -> None:
     os.makedirs(os.path.join(paths.data_dir, "certs"), mode=0o750, exist_ok=True)
     # certificates first, then maps and crt-list, then the backends: each file is complete when haproxy sees it
     for path in sorted(plan.write, key=lambda p: (not p.endswith(".pem"), p.endswith(".cfg"), p)):
@@ -238,14 +238,20 @@ def _apply(plan: Plan, paths: HaproxyPaths, result: Result, runner: Runner) -> N
             result.warnings.append(f"runtime update failed ({exc}); reloading instead")
             plan.reload = True
     if plan.reload:
-        api = RuntimeApi(paths.socket)
-        before = api.worker_pid()
+        # The applied layout is saved only once haproxy reports the new generation: a reload that fails,
+        # or a run killed before it, leaves the old layout recorded and the next run reloads.
         rc, out, err = runner(list(paths.reload_command))
+        command = " ".join(paths.reload_command)
         if rc != 0:
-            command = " ".join(paths.reload_command)
-            raise RuntimeApiError(f"reload command {command} failed ({rc}): {(out + err).strip()}")
-        if before is not None and not api.wait_for_new_worker(before):
-            result.warnings.append("haproxy was reloaded but no new worker answered on its socket within 15 s")
+            raise RuntimeApiError(
+                f"reload command {command} failed ({rc}): {(out + err).strip()}; the files are written, "
+                "the next run reloads again"
+            )
+        if not RuntimeApi(paths.socket).wait_for_generation(structure):
+            raise RuntimeApiError(
+                f"haproxy was reloaded ({command}) but its worker on {paths.socket} does not run the new "
+                "configuration after 15 s; the next run reloads again"
+            )
         result.reloaded = True
 
 
@@ -322,7 +328,7 @@ def _run_locked(
         if e.endswith(".pem") and os.path.join(certs_dir, e) not in desired.files
     ]
     current = {path: _read_file(path) for path in desired.files}
-    plan = make_plan(desired, current, applied, stale)
+    plan = make_plan(desired, current, applied, stale, RuntimeApi(opts.haproxy.socket).running_generation())
     result.changed = result.changed or plan.changed
     result.commands = list(plan.commands)
     if diff:
@@ -346,7 +352,7 @@ def _run_locked(
                 f"haproxy rejected the candidate configuration (kept in {', '.join(kept)}): {exc}", kept
             ) from None
     result.commands = []
-    _apply(plan, opts.haproxy, result, runner)
+    _apply(plan, desired.structure, opts.haproxy, result, runner)
     store.save_layout(desired.layout())
     return result
 

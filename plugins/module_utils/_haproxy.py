@@ -25,7 +25,7 @@ from typing import Any
 
 from ansible_collections.k8router.edge.plugins.module_utils._errors import RuntimeApiError
 from ansible_collections.k8router.edge.plugins.module_utils._hosts import host_problem
-from ansible_collections.k8router.edge.plugins.module_utils._model import Backend, Model, Serving
+from ansible_collections.k8router.edge.plugins.module_utils._model import Backend, HealthCheck, Model, Serving
 
 BACKENDS_FILE = "50-k8router.cfg"
 MIN_SLOTS = 4
@@ -140,6 +140,80 @@ def _server_options(settings: RenderSettings) -> str:
     return " ssl verify none sni req.hdr(host),field(1,:)"
 
 
+def check_backend_name(cluster: str) -> str:
+    """The backend that health-checks ``cluster``'s controller pods (the host backends' servers track it)."""
+    return f"k8r_pods_{_NAME_BAD.sub('_', cluster)}"
+
+
+GENERATION_PREFIX = "k8r_generation_"
+
+
+def generation(structure: str) -> str:
+    """The part of a layout's structure hash that names its generation backend."""
+    return structure[:24]
+
+
+def generation_backend(structure: str) -> str:
+    """An empty backend whose name says which layout haproxy loaded (``show backend`` reports it)."""
+    return GENERATION_PREFIX + generation(structure)
+
+
+def _shares(servings: Sequence[Serving]) -> dict[str, int]:
+    """Each cluster's per-pod server weight, so that each cluster gets its weight's share of the
+    requests whatever its number of pods (haproxy's weights are 0..256 per server)."""
+    per_pod = {s.cluster: s.weight / len(s.backends) for s in servings if s.weight and s.backends}
+    if not per_pod:
+        return {s.cluster: 0 for s in servings}
+    scale = 256 / max(per_pod.values())
+    return {s.cluster: max(1, round(per_pod[s.cluster] * scale)) if s.cluster in per_pod else 0 for s in servings}
+
+
+def _pod_slots(
+    servings: Mapping[str, Serving], previous: Mapping[str, Slot]
+) -> dict[str, list[tuple[str, Backend | None, bool]]]:
+    """Per cluster: its slots (server name, pod or None, draining), the same in every backend.
+
+    Each pod stays in the slot it had (pods coming and going move nothing else).
+    """
+    placed: dict[str, list[tuple[str, Backend | None, bool]]] = {}
+    for cluster, serving in sorted(servings.items()):
+        pods = list(serving.backends) + [b for b in serving.draining if b not in serving.backends]
+        names = [_server_name(cluster, i + 1) for i in range(_slots(len(pods)))]
+        assigned = _assign(pods, names, previous, check_backend_name(cluster))
+        placed[cluster] = [
+            (name, pod, pod is not None and pod not in serving.backends)
+            for name, pod in zip(names, assigned, strict=True)
+        ]
+    return placed
+
+
+def _check_backend(
+    cluster: str, check: HealthCheck, slots: Sequence[tuple[str, Backend | None, bool]], tls: bool, out: Rendered
+) -> tuple[list[str], list[str]]:
+    """The backend that checks ``cluster``'s pods; no frontend uses it, the host backends track it."""
+    name = check_backend_name(cluster)
+    head = [f"backend {name}", "    mode http", f"    description {quote(f'health checks of cluster {cluster}')}"]
+    if check.type == "http":
+        head += [
+            "    option httpchk",
+            f"    http-check send meth GET uri {quote(check.path)}",
+            f"    http-check expect status {check.status}",
+        ]
+    options = f" check inter {check.inter_ms}ms fall {check.fall} rise {check.rise}"
+    if check.port is not None:
+        options += f" port {check.port}"
+    elif check.type == "http" and tls:
+        options += " check-ssl verify none"
+    lines, skeleton = list(head), list(head)
+    for server, pod, _draining in slots:
+        slot = Slot(pod.address, pod.port, 1, True) if pod else Slot("0.0.0.0", 80, 1, False)  # noqa: S104
+        out.slots[f"{name}/{server}"] = slot
+        state = "" if slot.enabled else " disabled"
+        lines.append(f"    server {server} {_addr(slot.address, slot.port)} weight 1{state}{options}")
+        skeleton.append(f"    server {server}{options}")
+    return [*lines, ""], [*skeleton, ""]
+
+
 def _backend(
     name: str,
     clusters: Sequence[str],
@@ -147,10 +221,14 @@ def _backend(
     servings: Sequence[Serving],
     options: str,
     *,
-    before: Mapping[str, Slot],
+    slots: Mapping[str, Sequence[tuple[str, Backend | None, bool]]],
     out: Rendered,
 ) -> tuple[list[str], list[str]]:
-    """The lines of one backend, and its skeleton (the lines without slot contents)."""
+    """The lines of one backend, and its skeleton (the lines without slot contents).
+
+    A pod's server tracks its health check (one check per pod, whatever the number of backends);
+    a failed connection is retried on another pod (never for a POST or PATCH once sent).
+    """
     description = f"{count} host(s) served by {', '.join(clusters)}"
     if len(description) > DESCRIPTION_MAX:
         description = description[: DESCRIPTION_MAX - 3] + "..."
@@ -159,21 +237,25 @@ def _backend(
         "    mode http",
         f"    description {quote(description)}",
         "    balance roundrobin",
-        "    option redispatch",
-        "    retries 2",
+        "    option redispatch 1",
+        "    retries 3",
+        "    retry-on conn-failure empty-response",
+        "    http-request disable-l7-retry if METH_POST || { method PATCH }",
     ]
     lines, skeleton = list(head), list(head)
+    shares = _shares(servings)
     for serving in servings:
-        names = [_server_name(serving.cluster, i + 1) for i in range(_slots(len(serving.backends)))]
-        for server, backend in zip(names, _assign(serving.backends, names, before, name), strict=True):
-            if backend is not None:
-                slot = Slot(backend.address, backend.port, serving.weight, True)
+        track = check_backend_name(serving.cluster)
+        for server, pod, draining in slots[serving.cluster]:
+            if pod is not None:
+                slot = Slot(pod.address, pod.port, 0 if draining else shares[serving.cluster], True)
             else:
-                slot = Slot("0.0.0.0", 80, serving.weight, False)  # noqa: S104 - an unused slot, disabled
+                slot = Slot("0.0.0.0", 80, 0, False)  # noqa: S104 - an unused slot, disabled
             out.slots[f"{name}/{server}"] = slot
             state = "" if slot.enabled else " disabled"
-            lines.append(f"    server {server} {_addr(slot.address, slot.port)} weight {slot.weight}{state}{options}")
-            skeleton.append(f"    server {server}{options}")
+            tracked = f" track {track}/{server}{options}"
+            lines.append(f"    server {server} {_addr(slot.address, slot.port)} weight {slot.weight}{state}{tracked}")
+            skeleton.append(f"    server {server}{tracked}")
     return [*lines, ""], [*skeleton, ""]
 
 
@@ -188,7 +270,7 @@ def _crt_list(certs: Sequence[CertEntry], settings: RenderSettings, out: Rendere
         out.files[path] = cert.pem
         # haproxy reads crt-list lines of at most 64 KiB: a certificate's SNI filters go on several
         # lines of the same file (haproxy loads the file once).
-        hosts = [h for h in cert.hosts if host_problem(h) is None]
+        hosts = list(dict.fromkeys(h for h in cert.hosts if host_problem(h) is None))
         for first in range(0, len(hosts), SNI_PER_LINE):
             crt_lines.append(f"{path} [alpn h2,http/1.1] {' '.join(hosts[first : first + SNI_PER_LINE])}")
     return ("\n".join(crt_lines) + "\n").encode()
@@ -200,9 +282,11 @@ def render(
     """All of k8router's haproxy files for ``model``.
 
     Hosts served by the same clusters share one backend, so a pod coming or going touches one
-    backend per set of clusters, not one per host. ``previous`` (the applied slots) keeps every pod
-    in the slot it had. Hosts that are not valid Ingress hosts never reach a map (defence in depth:
-    the model refuses them first).
+    backend per set of clusters, not one per host. Each cluster's pods are health-checked once, in
+    a backend of their own that the host backends' servers track. ``previous`` (the applied slots)
+    keeps every pod in the slot it had. Hosts that are not valid Ingress hosts never reach a map
+    (defence in depth: the model refuses them first). The file ends with an empty backend named
+    after the layout, so the running haproxy says which layout it loaded.
     """
     out = Rendered()
     lines = ["# Written by k8router: one backend per set of clusters serving hosts. Do not edit.", ""]
@@ -210,29 +294,37 @@ def render(
     exact: list[str] = []
     wild: list[str] = []
     groups: dict[tuple[str, ...], list[str]] = {}
-    for host, servings in model.hosts.items():
+    servings: dict[str, Serving] = {}
+    for host, host_servings in model.hosts.items():
         if host_problem(host) is None:
-            groups.setdefault(tuple(s.cluster for s in servings), []).append(host)
+            groups.setdefault(tuple(s.cluster for s in host_servings), []).append(host)
+            servings.update((s.cluster, s) for s in host_servings)
+    slots = _pod_slots(servings, previous or {})
+    for cluster in sorted(servings):
+        check = model.health_checks.get(cluster, HealthCheck())
+        block, block_skeleton = _check_backend(cluster, check, slots[cluster], settings.backend_tls, out)
+        lines.extend(block)
+        skeleton.extend(block_skeleton)
     options = _server_options(settings)
     for clusters, hosts in sorted(groups.items()):
         name = backend_name("|".join(clusters))
         for host in hosts:
             (wild if host.startswith("*.") else exact).append(f"{host} {name}")
         block, block_skeleton = _backend(
-            name, clusters, len(hosts), model.hosts[hosts[0]], options, before=previous or {}, out=out
+            name, clusters, len(hosts), model.hosts[hosts[0]], options, slots=slots, out=out
         )
         lines.extend(block)
         skeleton.extend(block_skeleton)
     conf = settings.conf_dir.rstrip("/")
     data = settings.data_dir.rstrip("/")
-    out.files[f"{conf}/{BACKENDS_FILE}"] = "\n".join(lines).encode()
     out.files[f"{data}/hosts.map"] = "".join(f"{line}\n" for line in sorted(exact)).encode()
     out.files[f"{data}/wildcards.map"] = "".join(f"{line}\n" for line in sorted(wild)).encode()
     out.files[f"{data}/crt-list.txt"] = _crt_list(certs, settings, out)
-    structure_parts = {k: v for k, v in out.files.items() if not k.endswith(BACKENDS_FILE)}
     digest = hashlib.sha256("\n".join(skeleton).encode())
-    digest.update(json.dumps({k: hashlib.sha256(v).hexdigest() for k, v in sorted(structure_parts.items())}).encode())
+    digest.update(json.dumps({k: hashlib.sha256(v).hexdigest() for k, v in sorted(out.files.items())}).encode())
     out.structure = digest.hexdigest()
+    lines += [f"backend {generation_backend(out.structure)}", "    mode http", ""]
+    out.files[f"{conf}/{BACKENDS_FILE}"] = "\n".join(lines).encode()
     return out
 
 
@@ -288,11 +380,32 @@ class RuntimeApi:
         return None
 
     def wait_for_new_worker(self, old: int | None, timeout: float = 15.0) -> bool:
-        """After a reload: wait until a worker other than ``old`` answers (the new configuration is live)."""
+        """After a reload: wait until a worker other than ``old`` answers."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pid = self.worker_pid()
             if pid is not None and pid != old:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def running_generation(self) -> str | None:
+        """The layout the answering worker loaded (its generation backend), "" for none, None when none answers."""
+        try:
+            answer = self.send("show backend")
+        except OSError:
+            return None
+        for line in answer.splitlines():
+            if line.startswith(GENERATION_PREFIX):
+                return line[len(GENERATION_PREFIX) :].strip()
+        return ""
+
+    def wait_for_generation(self, structure: str, timeout: float = 15.0) -> bool:
+        """After a reload: wait until the answering worker runs the layout ``structure`` (the new files are live)."""
+        wanted = generation(structure)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.running_generation() == wanted:
                 return True
             time.sleep(0.05)
         return False

@@ -24,8 +24,9 @@ class Backend:
 
 @dataclass
 class ClusterSnapshot:
-    """What one cluster offered when it was read: host -> the Ingresses naming it, its backends, its
-    LoadBalancer services."""
+    """What one cluster offered when it was read: host -> the Ingresses naming it, its backends (the
+    controller pods that take new requests), the draining ones (terminating but still serving: they
+    finish what they have, weight 0), its LoadBalancer services."""
 
     name: str
     read_at: float
@@ -33,6 +34,7 @@ class ClusterSnapshot:
     backends: list[Backend] = field(default_factory=list)
     services: list[LbService] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    draining: list[Backend] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -40,6 +42,7 @@ class ClusterSnapshot:
             "read_at": self.read_at,
             "hosts": self.hosts,
             "backends": [[b.address, b.port] for b in self.backends],
+            "draining": [[b.address, b.port] for b in self.draining],
             "services": [s.to_json() for s in self.services],
         }
 
@@ -51,7 +54,21 @@ class ClusterSnapshot:
             hosts={str(h): [str(s) for s in src] for h, src in data["hosts"].items()},
             backends=[Backend(str(a), int(p)) for a, p in data["backends"]],
             services=[LbService.from_json(s) for s in data.get("services", [])],
+            draining=[Backend(str(a), int(p)) for a, p in data.get("draining", [])],
         )
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """How haproxy checks each controller pod of a cluster: a TCP connect, or an HTTP request."""
+
+    type: str = "tcp"  # tcp | http
+    path: str = "/healthz"
+    port: int | None = None  # None: the pod's serving port
+    status: int = 200
+    inter_ms: int = 2000
+    fall: int = 2
+    rise: int = 2
 
 
 @dataclass(frozen=True)
@@ -62,6 +79,7 @@ class ClusterSettings:
     weight: int = 100
     state: str = "active"
     allowed_hosts: tuple[str, ...] | None = None
+    health_check: HealthCheck = HealthCheck()
 
 
 @dataclass(frozen=True)
@@ -69,8 +87,9 @@ class Serving:
     """One cluster serving a host."""
 
     cluster: str
-    weight: int  # 0 while the cluster drains
+    weight: int  # the cluster's share of the host's requests; 0 while the cluster drains
     backends: tuple[Backend, ...]
+    draining: tuple[Backend, ...] = ()  # terminating but serving: in rotation with weight 0
 
 
 @dataclass
@@ -79,6 +98,7 @@ class Model:
 
     hosts: dict[str, list[Serving]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    health_checks: dict[str, HealthCheck] = field(default_factory=dict)  # per serving cluster
 
 
 def build_model(settings: Sequence[ClusterSettings], snapshots: Mapping[str, ClusterSnapshot]) -> Model:
@@ -93,6 +113,7 @@ def build_model(settings: Sequence[ClusterSettings], snapshots: Mapping[str, Clu
         snap = snapshots.get(cfg.name)
         if snap is None or cfg.state == "offline":
             continue
+        model.health_checks[cfg.name] = cfg.health_check
         for host in sorted(snap.hosts):
             if host_problem(host) is not None:
                 model.warnings.append(f"cluster {cfg.name}: host {host!r} refused: {host_problem(host)}")
@@ -105,7 +126,9 @@ def build_model(settings: Sequence[ClusterSettings], snapshots: Mapping[str, Clu
                 )
                 continue
             weight = 0 if cfg.state == "drain" else cfg.weight
-            model.hosts.setdefault(host, []).append(Serving(cfg.name, weight, tuple(snap.backends)))
+            model.hosts.setdefault(host, []).append(
+                Serving(cfg.name, weight, tuple(snap.backends), tuple(snap.draining))
+            )
     for host, servings in model.hosts.items():
         if not any(s.backends and s.weight for s in servings):
             model.warnings.append(f"host {host}: no ready backend in any active cluster")

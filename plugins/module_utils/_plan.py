@@ -8,7 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.k8router.edge.plugins.module_utils._haproxy import Rendered, runtime_commands
+from ansible_collections.k8router.edge.plugins.module_utils._haproxy import (
+    Rendered,
+    generation,
+    runtime_commands,
+)
 
 
 @dataclass
@@ -48,18 +52,27 @@ class Plan:
 
 
 def make_plan(
-    desired: Rendered, current: Mapping[str, bytes | None], applied: Mapping[str, Any], stale_certs: list[str]
+    desired: Rendered,
+    current: Mapping[str, bytes | None],
+    applied: Mapping[str, Any],
+    stale_certs: list[str],
+    running: str | None = None,
 ) -> Plan:
-    """Compare ``desired`` with the ``current`` files and the ``applied`` layout.
+    """Compare ``desired`` with the ``current`` files, the ``applied`` layout and what haproxy ``running``.
 
-    Same structure as applied: slot changes go through the runtime API, no reload. Otherwise any
-    file change reloads (files already as desired need nothing: haproxy loaded them).
+    ``running`` is the generation the running haproxy reports (None: nobody answered, so the
+    applied layout is all there is to go by). haproxy runs the desired structure: slot changes go
+    through the runtime API, no reload. Otherwise it reloads, whether or not the files still need
+    writing: files written by a run whose reload failed or was killed are not yet served.
     """
     plan = Plan()
     plan.write = {path: data for path, data in desired.files.items() if current.get(path) != data}
     plan.remove = sorted(stale_certs)
-    if applied.get("structure") == desired.structure:
-        plan.commands = runtime_commands(applied, desired)
+    loaded = generation(str(applied.get("structure") or "")) if running is None else running
+    if loaded == generation(desired.structure):
+        # the applied slots say what the runtime holds; a lost layout: set every slot again
+        slots = applied if applied.get("structure") == desired.structure else {}
+        plan.commands = runtime_commands(slots, desired)
     else:
-        plan.reload = bool(plan.write or plan.remove)
+        plan.reload = True
     return plan

@@ -16,13 +16,17 @@ from ansible_collections.k8router.edge.plugins.module_utils._haproxy import (
     CertEntry,
     Rendered,
     RenderSettings,
+    Slot,
     backend_name,
+    check_backend_name,
+    generation_backend,
     quote,
     render,
     runtime_commands,
 )
 from ansible_collections.k8router.edge.plugins.module_utils._hosts import host_problem
 from ansible_collections.k8router.edge.plugins.module_utils._model import Backend, Model, Serving
+from ansible_collections.k8router.edge.plugins.module_utils._model import HealthCheck as HealthCheckSettings
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("K8ROUTER_UPDATE_GOLDEN") == "1"
@@ -87,7 +91,8 @@ def test_hosts_served_by_the_same_clusters_share_a_backend() -> None:
     out = render(mdl, [], SETTINGS)
     hosts = dict(line.split() for line in out.files["/etc/haproxy/k8router/hosts.map"].decode().splitlines())
     assert hosts["more.example.org"] == hosts["shop.example.org"] == backend_name("alpha|beta")
-    assert out.files["/etc/haproxy/k8router.d/50-k8router.cfg"].decode().count("\nbackend ") == 3
+    # three host backends (alpha; alpha+beta; beta), a check backend per cluster, the generation backend
+    assert out.files["/etc/haproxy/k8router.d/50-k8router.cfg"].decode().count("\nbackend ") == 6
 
 
 def test_structure_ignores_slot_contents_and_weights_but_not_slot_count() -> None:
@@ -105,12 +110,58 @@ def test_pods_keep_their_slots() -> None:
     pods = tuple(Backend(f"10.244.0.{i}", 8080) for i in (1, 2, 3))
     first = render(Model(hosts={"a.example.org": [Serving("alpha", 100, pods)]}), [], SETTINGS)
     second = render(Model(hosts={"a.example.org": [Serving("alpha", 100, pods[1:])]}), [], SETTINGS, first.slots)
-    name = backend_name("alpha")
-    assert [s.address for s in first.slots.values()][:3] == ["10.244.0.1", "10.244.0.2", "10.244.0.3"]
+    name, check = backend_name("alpha"), check_backend_name("alpha")
+    assert [first.slots[f"{name}/alpha_{i}"].address for i in (1, 2, 3)] == ["10.244.0.1", "10.244.0.2", "10.244.0.3"]
     assert second.slots[f"{name}/alpha_1"].enabled is False
-    assert second.slots[f"{name}/alpha_2"] == first.slots[f"{name}/alpha_2"]
-    assert second.slots[f"{name}/alpha_3"] == first.slots[f"{name}/alpha_3"]
-    assert runtime_commands(first.layout(), second) == [f"set server {name}/alpha_1 state maint"]
+    for server in ("alpha_2", "alpha_3"):
+        assert second.slots[f"{name}/{server}"].address == first.slots[f"{name}/{server}"].address
+        assert second.slots[f"{check}/{server}"] == first.slots[f"{check}/{server}"]
+    # one pod fewer: its slot leaves (host backend and check), the others' shares grow
+    assert runtime_commands(first.layout(), second) == [
+        f"set server {name}/alpha_1 weight 0",
+        f"set server {name}/alpha_1 state maint",
+        f"set server {check}/alpha_1 state maint",
+    ]
+
+
+def test_cluster_weight_is_the_clusters_share_whatever_its_pods() -> None:
+    alpha = tuple(Backend(f"10.244.0.{i}", 8080) for i in (1, 2))
+    beta = (Backend("10.245.0.1", 8080),)
+    out = render(Model(hosts={"a.example.org": [Serving("alpha", 10, alpha), Serving("beta", 90, beta)]}), [], SETTINGS)
+    name = backend_name("alpha|beta")
+    weights = {k.split("/")[1]: v.weight for k, v in out.slots.items() if k.startswith(name) and v.enabled}
+    assert weights == {"alpha_1": 14, "alpha_2": 14, "beta_1": 256}
+    share = (weights["alpha_1"] + weights["alpha_2"]) / sum(weights.values())
+    assert abs(share - 0.10) < 0.005
+
+
+def test_draining_pods_stay_with_weight_zero_and_keep_their_health_check() -> None:
+    ready, leaving = Backend("10.244.0.1", 8080), Backend("10.244.0.2", 8080)
+    out = render(Model(hosts={"a.example.org": [Serving("alpha", 100, (ready,), (leaving,))]}), [], SETTINGS)
+    name, check = backend_name("alpha"), check_backend_name("alpha")
+    assert out.slots[f"{name}/alpha_1"] == Slot("10.244.0.1", 8080, 256, True)
+    assert out.slots[f"{name}/alpha_2"] == Slot("10.244.0.2", 8080, 0, True)
+    assert out.slots[f"{check}/alpha_2"].enabled is True
+
+
+def test_health_check_per_cluster() -> None:
+    mdl = Model(
+        hosts={"a.example.org": [Serving("alpha", 100, (Backend("10.244.0.1", 80),)), Serving("beta", 100, ())]},
+        health_checks={"alpha": HealthCheckSettings("http", "/healthz", 10254, 200, 1000, 3, 2)},
+    )
+    text = render(mdl, [], SETTINGS).files["/etc/haproxy/k8router.d/50-k8router.cfg"].decode()
+    alpha = text.split("backend k8r_pods_alpha\n")[1].split("\n\n")[0]
+    beta = text.split("backend k8r_pods_beta\n")[1].split("\n\n")[0]
+    assert "option httpchk" in alpha and "http-check send meth GET uri '/healthz'" in alpha
+    assert "server alpha_1 10.244.0.1:80 weight 1 check inter 1000ms fall 3 rise 2 port 10254" in alpha
+    assert "httpchk" not in beta and "check inter 2000ms fall 2 rise 2" in beta
+    assert "server alpha_1 10.244.0.1:80 weight 256 track k8r_pods_alpha/alpha_1" in text
+
+
+def test_generation_backend_names_the_structure() -> None:
+    out = rendered()
+    text = out.files["/etc/haproxy/k8router.d/50-k8router.cfg"].decode()
+    assert text.rstrip().splitlines()[-2] == f"backend {generation_backend(out.structure)}"
 
 
 def test_sni_filters_are_spread_over_lines() -> None:
@@ -146,8 +197,6 @@ def test_sni_filters_are_spread_over_lines() -> None:
 )  # fmt: skip
 def test_runtime_commands(before: dict[str, list[object]], after: dict[str, list[object]], expected: list[str]) -> None:
     target = Rendered()
-    from ansible_collections.k8router.edge.plugins.module_utils._haproxy import Slot  # noqa: PLC0415
-
     target.slots = {k: Slot(*v) for k, v in after.items()}  # type: ignore[arg-type]
     assert runtime_commands({"slots": before}, target) == expected
 
@@ -210,7 +259,9 @@ def test_hostile_strings_never_add_a_directive(hosts: list[str], cluster: str) -
     out = render(mdl, [CertEntry("c" * 64, PEM, (*hosts, "shop.example.org"))], SETTINGS)
     text = out.files["/etc/haproxy/k8router.d/50-k8router.cfg"].decode()
     directives = [line.split()[0] for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    assert directives == ["backend", "mode", "description", "balance", "option", "retries"] + ["server"] * 4
+    check = ["backend", "mode", "description"] + ["server"] * 4
+    host = ["backend", "mode", "description", "balance", "option", "retries", "retry-on", "http-request"]
+    assert directives == check + host + ["server"] * 4 + ["backend", "mode"]
     maps = (
         out.files["/etc/haproxy/k8router/hosts.map"].decode()
         + out.files["/etc/haproxy/k8router/wildcards.map"].decode()

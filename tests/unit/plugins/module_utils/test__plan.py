@@ -11,7 +11,7 @@ from ansible_collections.k8router.edge.plugins.module_utils._plan import make_pl
 
 
 def desired(
-    structure: str = "s1", files: dict[str, bytes] | None = None, slots: dict[str, Slot] | None = None
+    structure: str = "1" * 64, files: dict[str, bytes] | None = None, slots: dict[str, Slot] | None = None
 ) -> Rendered:
     out = Rendered(files=files if files is not None else {"/c/50-k8router.cfg": b"v1", "/d/hosts.map": b"m"})
     out.structure = structure
@@ -20,31 +20,48 @@ def desired(
 
 
 SAME_FILES = {"/c/50-k8router.cfg": b"v1", "/d/hosts.map": b"m"}
-APPLIED = {"structure": "s1", "slots": {"b/s1": ["10.0.0.1", 80, 100, True]}}
+APPLIED = {"structure": "1" * 64, "slots": {"b/s1": ["10.0.0.1", 80, 100, True]}}
 
-CASES: list[tuple[str, Rendered, dict[str, Any], dict[str, Any], list[str], dict[str, Any]]] = [
-    ("nothing to do", desired(), SAME_FILES, APPLIED, [], {"changed": False, "reload": False, "commands": [], "write": []}),
-    ("first run", desired(), {}, {}, [], {"changed": True, "reload": True, "write": ["/c/50-k8router.cfg", "/d/hosts.map"]}),
-    ("files already right, no layout yet", desired(), SAME_FILES, {}, [], {"changed": False, "reload": False}),
-    ("structure changed", desired("s2", {"/c/50-k8router.cfg": b"v2", "/d/hosts.map": b"m"}), SAME_FILES, APPLIED, [],
-     {"changed": True, "reload": True, "write": ["/c/50-k8router.cfg"], "commands": []}),
+S1 = "1" * 64  # a structure hash; haproxy reports its first 24 characters (the generation backend)
+S2 = "2" * 64
+RUNS_S1, RUNS_S2, NOBODY = S1[:24], S2[:24], None
+
+CASES: list[tuple[str, Rendered, dict[str, Any], dict[str, Any], list[str], str | None, dict[str, Any]]] = [
+    ("nothing to do", desired(), SAME_FILES, APPLIED, [], RUNS_S1,
+     {"changed": False, "reload": False, "commands": [], "write": []}),
+    ("first run", desired(), {}, {}, [], "", {"changed": True, "reload": True, "write": ["/c/50-k8router.cfg", "/d/hosts.map"]}),
+    ("structure changed", desired(S2, {"/c/50-k8router.cfg": b"v2", "/d/hosts.map": b"m"}), SAME_FILES, APPLIED, [],
+     RUNS_S1, {"changed": True, "reload": True, "write": ["/c/50-k8router.cfg"], "commands": []}),
     ("pod moved: runtime only", desired(files={"/c/50-k8router.cfg": b"v1b", "/d/hosts.map": b"m"},
                                         slots={"b/s1": Slot("10.0.0.2", 80, 100, True)}), SAME_FILES, APPLIED, [],
-     {"changed": True, "reload": False, "write": ["/c/50-k8router.cfg"], "commands": ["set server b/s1 addr 10.0.0.2 port 80"]}),
+     RUNS_S1, {"changed": True, "reload": False, "write": ["/c/50-k8router.cfg"],
+               "commands": ["set server b/s1 addr 10.0.0.2 port 80"]}),
     ("file edited by hand: rewritten, no reload", desired(), {**SAME_FILES, "/c/50-k8router.cfg": b"edited"}, APPLIED, [],
-     {"changed": True, "reload": False, "write": ["/c/50-k8router.cfg"], "commands": []}),
-    ("stale certificate removed", desired("s2"), SAME_FILES, APPLIED, ["/d/certs/old.pem"],
+     RUNS_S1, {"changed": True, "reload": False, "write": ["/c/50-k8router.cfg"], "commands": []}),
+    ("stale certificate removed", desired(S2), SAME_FILES, APPLIED, ["/d/certs/old.pem"], RUNS_S1,
      {"changed": True, "reload": True, "remove": ["/d/certs/old.pem"]}),
+    # the files were written by a run whose reload failed (or that was killed before it): haproxy still runs
+    # the old generation, so this run reloads although every file is already as desired
+    ("files written, reload lost", desired(S2), SAME_FILES, APPLIED, [], RUNS_S1,
+     {"changed": True, "reload": True, "write": [], "commands": []}),
+    ("files written, reload lost, layout never saved", desired(S2), SAME_FILES, {}, [], RUNS_S1,
+     {"changed": True, "reload": True, "write": []}),
+    ("haproxy not answering: the applied layout decides", desired(), SAME_FILES, APPLIED, [], NOBODY,
+     {"changed": False, "reload": False}),
+    ("haproxy not answering, nothing applied yet", desired(), SAME_FILES, {}, [], NOBODY,
+     {"changed": True, "reload": True}),
+    ("haproxy runs it, layout lost: every slot set again", desired(), SAME_FILES, {}, [], RUNS_S1,
+     {"changed": True, "reload": False, "commands": ["set server b/s1 addr 10.0.0.1 port 80",
+                                                     "set server b/s1 weight 100", "set server b/s1 state ready"]}),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("want", "current", "applied", "stale", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
-)
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_make_plan(
-    want: Rendered, current: dict[str, bytes], applied: dict[str, Any], stale: list[str], expected: dict[str, Any]
+    case: tuple[str, Rendered, dict[str, Any], dict[str, Any], list[str], str | None, dict[str, Any]],
 ) -> None:
-    plan = make_plan(want, current, applied, stale)
+    _name, want, current, applied, stale, running, expected = case
+    plan = make_plan(want, current, applied, stale, running)
     got = {"changed": plan.changed, "reload": plan.reload, "commands": plan.commands, "write": sorted(plan.write),
            "remove": plan.remove}  # fmt: skip
     assert {k: got[k] for k in expected} == expected
