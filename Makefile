@@ -78,12 +78,18 @@ integration: venv host-packages k8s-bins
 molecule: venv images
 	for s in $(SCENARIOS); do molecule/run.sh $$s; done
 
-# Up from scratch, one request through each path, down. A lab that was already up (make lab) is converged and
-# checked the same way, and left up.
+# Up from scratch, one request through each path, the day-2 scenarios that need the lab, down. A lab that was
+# already up (make lab) is converged and checked the same way, and left up.
+LAB_SMOKE_SCENARIOS := stop-api
 .PHONY: lab-smoke
 lab-smoke: venv images k8s-bins
-	if python lab/lab.py status >/dev/null; then python lab/lab.py up; else \
-	  python lab/lab.py up || { python lab/lab.py down; exit 1; }; python lab/lab.py down; fi
+	if python lab/lab.py status >/dev/null; then python lab/lab.py up && $(MAKE) -s lab-scenarios; else \
+	  { python lab/lab.py up && $(MAKE) -s lab-scenarios; } || { python lab/lab.py down; exit 1; }; \
+	  python lab/lab.py down; fi
+
+.PHONY: lab-scenarios
+lab-scenarios:
+	for s in $(LAB_SMOKE_SCENARIOS); do echo "lab scenario $$s:"; python lab/lab.py scenario $$s; done
 
 .PHONY: test
 test: lint sanity unit integration molecule lab-smoke

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -96,6 +97,7 @@ class Haproxy:
 
     def add_pod(self, cluster: str, address: str, port: int = 8080) -> None:
         """A real HTTP server on ``address`` in the namespace, answering with its cluster and address."""
+        netns_exec(self.ns, "ip", "route", "del", f"{address}/32", "dev", "gone0")  # one remove_pod took away
         subprocess.run(["ip", "netns", "exec", self.ns, "ip", "addr", "add", f"{address}/32", "dev", "lo"], check=False)
         self.backends[address] = subprocess.Popen(
             ["ip", "netns", "exec", self.ns, sys.executable, "-c", BACKEND_SERVER, cluster, address, str(port)]
@@ -105,6 +107,52 @@ class Haproxy:
                 return
             time.sleep(0.05)
         raise RuntimeError(f"backend {address}:{port} did not start")
+
+    def remove_pod(self, address: str) -> None:
+        """The pod's process exits (its connections close) and its address goes away: packets to it now go
+        out of a link where nobody answers (as to a pod gone from another node), so connecting hangs."""
+        proc = self.backends.pop(address)
+        proc.kill()
+        proc.wait()
+        netns_exec(self.ns, "ip", "addr", "del", f"{address}/32", "dev", "lo")
+        if netns_exec(self.ns, "ip", "link", "show", "gone0").returncode != 0:
+            netns_exec(self.ns, "ip", "link", "add", "gone0", "type", "veth", "peer", "name", "gone1")
+            for link in ("gone0", "gone1"):
+                netns_exec(self.ns, "ip", "link", "set", link, "up")
+        netns_exec(self.ns, "ip", "route", "replace", f"{address}/32", "dev", "gone0")
+
+    def get_many(self, host: str, ca: Path, count: int) -> list[str]:
+        """``count`` HTTPS requests for ``host`` over one kept-alive connection (haproxy balances each
+        request): ``cluster=...,pod=...`` per answer, or ``failed:<why>`` per failed request."""
+        script = (
+            "import http.client,socket,ssl,sys\n"
+            "host,ca,vip,n=sys.argv[1],sys.argv[2],sys.argv[3],int(sys.argv[4])\n"
+            "ctx=ssl.create_default_context(cafile=ca)\n"
+            "def conn():\n"
+            "    c=http.client.HTTPConnection(vip,443,timeout=10)\n"
+            "    c.sock=ctx.wrap_socket(socket.create_connection((vip,443),timeout=10),server_hostname=host)\n"
+            "    return c\n"
+            "c=conn()\n"
+            "for _ in range(n):\n"
+            "    try:\n"
+            "        c.request('GET','/',headers={'Host':host})\n"
+            "        r=c.getresponse();body=r.read().decode()\n"
+            "        print(','.join(body.split()[:2]) if r.status==200 else f'failed:{r.status}')\n"
+            "    except Exception as e:\n"
+            "        print(f'failed:{type(e).__name__}');c=conn()\n"
+        )
+        out = netns_exec(self.ns, sys.executable, "-c", script, host, str(ca), VIP, str(count), timeout=600)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split()
+
+    def server_states(self) -> dict[str, str]:
+        """'backend/server' -> haproxy's operational state (UP, DOWN, MAINT, ...) from ``show stat``."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(str(self.socket))
+            sock.sendall(b"show stat\n")
+            data = b"".join(iter(lambda: sock.recv(65536), b""))
+        rows = [line.split(",") for line in data.decode().splitlines() if line and not line.startswith("#")]
+        return {f"{r[0]}/{r[1]}": r[17] for r in rows if r[1] not in ("FRONTEND", "BACKEND")}
 
     def get(self, host: str, ca: Path, path: str = "/") -> tuple[int, str, str]:
         """An HTTPS request with SNI ``host`` to the VIP: (status, body, certificate subject)."""

@@ -60,7 +60,7 @@ CLIENT = "k8r-lab-client"
 CLIENT_IP = "10.213.9.5"
 ROUTERS = {"k8r-lab-router1": "10.213.9.11", "k8r-lab-router2": "10.213.9.12"}
 CONVERGE_INTERVAL = 15
-WATCHDOG_TIMEOUT = 120
+API_OUTAGE = 40  # seconds stop-api holds a cluster's API server stopped (longer than a watchdog would wait)
 CLIENT_SCRIPT = "/usr/local/lib/labclient.py"
 CLIENT_LAB_CA = "/etc/lab/lab-ca.crt"
 LB_CLASS = "k8router.edge/lab"
@@ -511,9 +511,6 @@ def write_inventory(clusters: Mapping[str, kubelab.Cluster], parts: Parts) -> No
             ],
             # Without calico-node the units that run it are left out; BIRD runs on the lab's stand-in config.
             "calico_systemd_units_disabled": [] if parts.calico_bin else ["calico-startup"],
-            # A worker that loses the API withdraws its routes after this long; the stop-api scenario stays shorter.
-            "calico_systemd_api_watchdog_timeout": WATCHDOG_TIMEOUT,
-            "calico_systemd_api_watchdog_period": 2,
         },
     )
     for s in CLUSTERS:
@@ -792,9 +789,13 @@ def scenario_stop_api() -> dict[str, Any]:
     pid = next(int(c["pids"]["kube-apiserver"]) for c in state["clusters"] if c["name"] == spec.name)
     host = f"{spec.name}.{DOMAIN}"
     os.kill(pid, signal.SIGSTOP)
+    started = time.monotonic()
     try:
+        time.sleep(API_OUTAGE)
+        routes = {router: spec.pod_block in bird_routes(router) for router in ROUTERS}
         converge_now()
         answers = probe(host)["answers"]
+        outage = time.monotonic() - started
         journal = in_container(
             next(iter(ROUTERS)), "journalctl", "-u", "k8router-converge.service", "-n", "80", "--no-pager", check=False
         )
@@ -810,7 +811,9 @@ def scenario_stop_api() -> dict[str, Any]:
         "answered_by": dict(served),
         "failed_requests": sum(1 for a in answers if not a.get("ok")),
         "warning": warned[-1] if warned else "",
-        "ok": dict(served) == {spec.name: len(answers)},
+        "api_stopped_s": round(outage),
+        "routes_kept": routes,
+        "ok": dict(served) == {spec.name: len(answers)} and all(routes.values()),
     }
 
 

@@ -29,7 +29,7 @@ class Plan:
         return bool(self.write or self.remove or self.reload or self.commands)
 
     def diff(self, current: Mapping[str, bytes | None]) -> list[dict[str, str]]:
-        """Ansible diffs of the files; certificate files (they hold keys) are named, never shown."""
+        """Ansible diffs: the files (certificate files hold keys: named, never shown), runtime commands, reload."""
         diffs = []
         for path, data in sorted(self.write.items()):
             before = current.get(path)
@@ -48,6 +48,12 @@ class Plan:
             )
         for path in sorted(self.remove):
             diffs.append({"before_header": path, "after_header": "(removed)", "before": "(file)\n", "after": ""})
+        if self.commands:
+            text = "".join(f"{c}\n" for c in self.commands)
+            diffs.append({"before_header": "haproxy runtime API", "after_header": "haproxy runtime API",
+                          "before": "", "after": text})  # fmt: skip
+        if self.reload:
+            diffs.append({"before_header": "haproxy", "after_header": "haproxy", "before": "", "after": "reload\n"})
         return diffs
 
 

@@ -67,6 +67,12 @@ def api_check(timeout: float) -> Callable[[], tuple[bool, str]]:
                 conn.close()
         except (OSError, ssl.SSLError, http.client.HTTPException) as exc:
             return False, f"{type(exc).__name__}: {exc}"
+        if resp.status in (401, 403):
+            # The API answered: it is there, the credential is not. Routes stay; say so loudly.
+            return True, (
+                f"ALARM: HTTP {resp.status} from the API: the service-account token {SA_DIR}/token was refused"
+                " (expired or revoked?); BIRD keeps announcing, renew the token (site.yml)"
+            )
         return resp.status == 200, f"HTTP {resp.status} {body[:60]}"
 
     return check
@@ -94,7 +100,7 @@ def until_ok(name: str, check: Callable[[], tuple[bool, str]], deadline: float, 
 
 def watch(name: str, check: Callable[[], tuple[bool, str]], args: argparse.Namespace) -> int:
     time.sleep(args.initial_delay)
-    state = "unknown"
+    state, alarm = "unknown", ""
     last_ok = time.monotonic()
     while True:
         started = time.monotonic()
@@ -102,6 +108,9 @@ def watch(name: str, check: Callable[[], tuple[bool, str]], args: argparse.Names
         now = time.monotonic()
         if ok:
             last_ok = now
+            if detail.startswith("ALARM") and detail != alarm:
+                log(name, detail)
+            alarm = detail if detail.startswith("ALARM") else ""
             if state != "up":
                 log(name, f"passing ({detail})")
                 if state == "down":

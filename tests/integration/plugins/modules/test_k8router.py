@@ -8,7 +8,9 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,11 @@ import kubernetes.client as k8s
 import pytest
 import yaml
 
+from ansible_collections.k8router.edge.plugins.module_utils import _converge
 from ansible_collections.k8router.edge.plugins.module_utils._args import CONVERGE_ARGS, options_from_params
 from ansible_collections.k8router.edge.plugins.module_utils._converge import Result, run
-from ansible_collections.k8router.edge.plugins.module_utils._errors import ConfigInvalidError
+from ansible_collections.k8router.edge.plugins.module_utils._errors import ConfigInvalidError, RuntimeApiError
+from ansible_collections.k8router.edge.plugins.module_utils._state import StateStore
 from lab import kubelab, kubeobjects
 from lab.haproxylab import REPO, Haproxy, local_runner
 from lab.kubeobjects import BackendPod, IngressRule, ServicePort
@@ -240,7 +244,29 @@ def test_rejected_candidate_never_goes_live(world: dict[str, Any], haproxy: Hapr
     assert haproxy.get("shop.example.com", world["pki"].ca_file)[0] == 200
 
 
-def test_two_runs_at_once_take_turns(world: dict[str, Any], haproxy: Haproxy) -> None:
+def test_two_runs_at_once_take_turns(world: dict[str, Any], haproxy: Haproxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second run reads the clusters only after the first released the lock."""
+    events: list[tuple[str, str]] = []
+    real_read, real_lock = _converge.read_clusters, StateStore.lock  # type: ignore[attr-defined]
+
+    def read(sources: Any) -> Any:
+        events.append(("read", threading.current_thread().name))
+        time.sleep(0.5)  # a slow cluster: without the lock the two runs would overlap here
+        return real_read(sources)
+
+    @contextmanager
+    def lock(self: StateStore, timeout: float) -> Iterator[None]:
+        held = real_lock(self, timeout)
+        held.__enter__()
+        events.append(("acquired", threading.current_thread().name))
+        try:
+            yield
+        finally:
+            held.__exit__(None, None, None)
+            events.append(("released", threading.current_thread().name))
+
+    monkeypatch.setattr(_converge, "read_clusters", read)
+    monkeypatch.setattr(StateStore, "lock", lock)
     results: list[Result | Exception] = []
 
     def one() -> None:
@@ -249,12 +275,16 @@ def test_two_runs_at_once_take_turns(world: dict[str, Any], haproxy: Haproxy) ->
         except Exception as exc:  # collected and asserted below
             results.append(exc)
 
-    threads = [threading.Thread(target=one) for _run in range(2)]
+    threads = [threading.Thread(target=one, name=f"run{i}") for i in range(2)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert all(isinstance(r, Result) for r in results), results
+    first, second = events[0][1], events[3][1]
+    assert events == [("acquired", first), ("read", first), ("released", first),
+                      ("acquired", second), ("read", second), ("released", second)]  # fmt: skip
+    assert first != second
     assert haproxy.get("shop.example.com", world["pki"].ca_file)[0] == 200
 
 
@@ -303,13 +333,186 @@ def test_module_check_diff_rendered_and_idempotence(world: dict[str, Any], hapro
     assert any(v == "(certificate and key)" for v in files.values())
     # a drained cluster: check mode shows the runtime change and touches nothing
     args["clusters"][1]["state"] = "drain"
+    live = (haproxy.conf_dir / "50-k8router.cfg").read_bytes()
     try:
         checked = play("--check", "--diff")
         assert checked["changed"] is True
         assert any(c.endswith("weight 0") for c in checked["commands"]), checked["commands"]
+        diffs = {d["after_header"]: d for d in checked["diff"]}
+        backends = diffs[str(haproxy.conf_dir / "50-k8router.cfg")]
+        assert "server beta_1 10.250.2.11:8080 weight 256 track" in backends["before"]
+        assert "server beta_1 10.250.2.11:8080 weight 0 track" in backends["after"]
+        runtime = diffs["haproxy runtime API"]["after"].splitlines()
+        assert [c for c in runtime if "beta_1" in c and "k8r_pods" not in c] != []
+        assert all(c.endswith("weight 0") for c in runtime if "/beta_1 " in c)
+        assert "haproxy" not in diffs  # runtime only, no reload
+        assert (haproxy.conf_dir / "50-k8router.cfg").read_bytes() == live
         applied = play()
         assert applied["changed"] is True and applied["reloaded"] is False
         assert play()["changed"] is False
     finally:
         args["clusters"][1]["state"] = "active"
     assert converge(world["params"]).changed is True
+
+
+# Day 2: what must hold between runs and through failures.
+
+KILL_MID_APPLY = """
+import json, os, signal, sys
+from ansible_collections.k8router.edge.plugins.module_utils import _converge
+from ansible_collections.k8router.edge.plugins.module_utils._args import options_from_params
+from lab.haproxylab import local_runner
+params, step = json.load(open(sys.argv[1])), sys.argv[2]
+real_write = _converge.write_atomic
+def write(path, data, mode=0o640):
+    real_write(path, data, mode)
+    if (step == "certificates" and path.endswith(".pem")) or (step == "maps" and path.endswith(".map")):
+        os.kill(os.getpid(), signal.SIGKILL)
+_converge.write_atomic = write
+def runner(argv):
+    if step == "reload" and list(argv) == params["haproxy"]["reload_command"]:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return local_runner(argv)
+_converge.run(options_from_params(params), runner)
+"""
+
+
+@contextmanager
+def new_host(world: dict[str, Any], host: str) -> Iterator[Path]:
+    """An Ingress for ``host`` in alpha and a certificate of its own; both gone afterwards."""
+    cert = world["pki"].issue(world["certs"] / f"{host}.pem", host, [host], days=25)
+    with world["clusters"]["alpha"].api_client() as api:
+        kubeobjects.create_ingress(
+            api, "edge-shop", host.split(".", maxsplit=1)[0], [IngressRule(host, "web", 80)], class_name=CLASS
+        )
+    try:
+        yield cert
+    finally:
+        cert.unlink()
+        with world["clusters"]["alpha"].api_client() as api:
+            k8s.NetworkingV1Api(api).delete_namespaced_ingress(host.split(".", maxsplit=1)[0], "edge-shop")
+
+
+def served_by_alpha_with_its_certificate(haproxy: Haproxy, world: dict[str, Any], host: str) -> bool:
+    status, body, subject = haproxy.get(host, world["pki"].ca_file)
+    return bool(status == 200 and body.startswith("cluster=alpha") and subject == host)
+
+
+def test_failed_reload_is_redone_by_the_next_run(world: dict[str, Any], haproxy: Haproxy) -> None:
+    converge(world["params"])
+    failing = json.loads(json.dumps(world["params"]))
+    failing["haproxy"]["reload_command"] = ["false"]
+    with new_host(world, "retry.example.com"):
+        with pytest.raises(RuntimeApiError, match="the next run reloads again"):
+            converge(failing)
+        assert not served_by_alpha_with_its_certificate(haproxy, world, "retry.example.com")  # written, not loaded
+        result = converge(world["params"])
+        assert result.changed and result.reloaded
+        assert served_by_alpha_with_its_certificate(haproxy, world, "retry.example.com")
+        assert converge(world["params"]).changed is False
+    converge(world["params"])
+
+
+@pytest.mark.parametrize("step", ["certificates", "maps", "reload"])
+def test_run_killed_mid_apply_is_redone_by_the_next_run(
+    world: dict[str, Any], haproxy: Haproxy, tmp_path: Path, step: str
+) -> None:
+    """SIGKILL after the certificates, after the maps, and just before the reload: the next run reloads and serves."""
+    converge(world["params"])
+    host = f"killed-{step}.example.com"
+    (tmp_path / "params.json").write_text(json.dumps(world["params"]))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with new_host(world, host):
+        proc = subprocess.run([sys.executable, "-c", KILL_MID_APPLY, str(tmp_path / "params.json"), step],
+                              capture_output=True, text=True, env=env, cwd=REPO, check=False)  # fmt: skip
+        assert proc.returncode == -9, proc.stdout + proc.stderr
+        assert not served_by_alpha_with_its_certificate(haproxy, world, host)
+        result = converge(world["params"])
+        assert result.changed and result.reloaded
+        assert served_by_alpha_with_its_certificate(haproxy, world, host)
+    converge(world["params"])
+
+
+def test_controller_rollout_between_runs_loses_no_request(world: dict[str, Any], haproxy: Haproxy) -> None:
+    """alpha's ctl-a2 is replaced by ctl-a3 between two runs: ctl-a3 ready, ctl-a2 terminating, ctl-a2's process
+    and address gone 3 s later. No run happens until well after it is gone (as with a timer of minutes); the health
+    checks take it out of rotation and failed connections are retried elsewhere. Then a run brings ctl-a3 in."""
+    ca = world["pki"].ca_file
+    with world["clusters"]["alpha"].api_client() as api:  # both of alpha's pods ready, as at the start
+        k8s.DiscoveryV1Api(api).delete_namespaced_endpoint_slice(_slice_name(api), NS)
+        kubeobjects.create_endpoint_slice(api, NS, "ingress-nginx-controller", PODS["alpha"], PORTS)
+    converge(world["params"])
+    old, new = PODS["alpha"][1], BackendPod("ctl-a3", "10.250.1.13", "edge-n1")
+    slot = next(k for k, v in StateStore(world["params"]["state_dir"]).load_layout()["slots"].items()
+                if k.startswith("k8r_pods_alpha/") and v[0] == old.ip)  # fmt: skip
+    answers: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            answers.extend(haproxy.get_many("api.example.com", ca, 20))
+
+    haproxy.add_pod("alpha", new.ip)
+    thread = threading.Thread(target=load)
+    thread.start()
+    try:
+        time.sleep(1)
+        with world["clusters"]["alpha"].api_client() as api:
+            k8s.DiscoveryV1Api(api).delete_namespaced_endpoint_slice(_slice_name(api), NS)
+            slice_body = kubeobjects.create_endpoint_slice(api, NS, "ingress-nginx-controller",
+                                                           [PODS["alpha"][0], old, new], PORTS)  # fmt: skip
+            assert slice_body.endpoints is not None
+            slice_body.endpoints[1].conditions = k8s.V1EndpointConditions(ready=False, serving=True, terminating=True)
+            assert slice_body.metadata is not None
+            k8s.DiscoveryV1Api(api).replace_namespaced_endpoint_slice(slice_body.metadata.name, NS, slice_body)
+        time.sleep(3)
+        haproxy.remove_pod(old.ip)
+        gone_at = time.monotonic()
+        time.sleep(8)
+        states = haproxy.server_states()
+        assert states[slot] == "DOWN", states  # taken out by its health check, between runs
+        result = converge(world["params"])  # the timer's next run
+        assert result.changed and not result.reloaded
+        time.sleep(2)
+    finally:
+        stop.set()
+        thread.join()
+    failed = [a for a in answers if a.startswith("failed")]
+    print(f"rollout between runs: {len(answers)} requests, {len(failed)} failed; "
+          f"no run for {time.monotonic() - gone_at - 2:.0f} s after the old pod was gone")  # fmt: skip
+    assert failed == []
+    assert len(answers) > 100
+    assert "pod=10.250.1.13" in {a.split(",")[1] for a in answers[-20:]}
+    # back to the module's pods for the tests after this one
+    haproxy.remove_pod(new.ip)
+    haproxy.add_pod("alpha", old.ip)
+    with world["clusters"]["alpha"].api_client() as api:
+        k8s.DiscoveryV1Api(api).delete_namespaced_endpoint_slice(_slice_name(api), NS)
+        kubeobjects.create_endpoint_slice(api, NS, "ingress-nginx-controller", PODS["alpha"], PORTS)
+    assert converge(world["params"]).changed
+
+
+def wait_until_checked_up(haproxy: Haproxy, timeout: float = 15) -> None:
+    """Until every pod in rotation passes its health check (a pod that was down needs ``rise`` checks)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = {k: v for k, v in haproxy.server_states().items() if k.startswith("k8r_pods_") and v != "MAINT"}
+        if all(v == "UP" for v in states.values()):
+            return
+        assert time.monotonic() < deadline, states
+        time.sleep(0.2)
+
+
+def test_cluster_weights_are_cluster_shares(world: dict[str, Any], haproxy: Haproxy) -> None:
+    """alpha (two pods) weight 10, beta (one pod) weight 90: a tenth of shop.example.com's requests go to alpha."""
+    params = json.loads(json.dumps(world["params"]))
+    params["clusters"][0]["weight"], params["clusters"][1]["weight"] = 10, 90
+    result = converge(params)
+    assert result.changed and not result.reloaded  # weights go through the runtime API
+    wait_until_checked_up(haproxy)
+    answers = haproxy.get_many("shop.example.com", world["pki"].ca_file, 2000)
+    share = sum(a.startswith("cluster=alpha") for a in answers) / len(answers)
+    print(f"weights 10/90: alpha served {share:.1%} of {len(answers)} requests")
+    assert not [a for a in answers if a.startswith("failed")]
+    assert 0.07 <= share <= 0.13
+    converge(world["params"])

@@ -71,5 +71,5 @@ def test_diff_never_shows_key_material() -> None:
     want = desired(files={"/d/certs/abc.pem": b"-----BEGIN PRIVATE KEY-----\nsecret\n", "/d/hosts.map": b"a b\n"})
     diff = make_plan(want, {"/d/hosts.map": b""}, {}, []).diff({"/d/hosts.map": b""})
     assert "secret" not in str(diff)
-    assert {d["after_header"] for d in diff} == {"/d/certs/abc.pem", "/d/hosts.map"}
+    assert {d["after_header"] for d in diff} == {"/d/certs/abc.pem", "/d/hosts.map", "haproxy"}
     assert next(d for d in diff if d["after_header"] == "/d/hosts.map")["after"] == "a b\n"
