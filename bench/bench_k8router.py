@@ -33,6 +33,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -392,16 +393,18 @@ def runtime_api(path: Path, command: str) -> str:
 
 
 def address_in_service(h: Haproxy, host: str, address: str) -> bool:
-    """Whether a server of ``host``'s backend points at ``address`` and is not in maintenance (runtime view)."""
-    from ansible_collections.k8router.edge.plugins.module_utils._haproxy import backend_name  # noqa: PLC0415
-
-    state = runtime_api(h.socket, f"show servers state {backend_name(host)}")
-    for line in state.splitlines():
-        fields = line.split()
-        # be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state ...
-        if len(fields) > 6 and fields[0].isdigit() and fields[4] == address and not int(fields[6]) & 0x1:
-            return True
-    return False
+    """Whether a server of the backend that serves ``host`` (per the live host map) points at ``address``
+    and is not in maintenance, forced or inherited from its health check's server (runtime view)."""
+    backend = runtime_api(h.socket, f"get map {h.data_dir / 'hosts.map'} {host}")
+    match = re.search(r'value="([^"]+)"', backend)
+    if match is None:
+        raise RuntimeError(f"haproxy's host map has no backend for {host}: {backend.strip()}")
+    state = runtime_api(h.socket, f"show servers state {match.group(1)}")
+    servers = [line.split() for line in state.splitlines() if line[:1].isdigit()]
+    if not servers:
+        raise RuntimeError(f"backend {match.group(1)} of {host} has no server: {state.strip()}")
+    # be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state ...
+    return any(f[4] == address and not int(f[6]) & 0x3 for f in servers if len(f) > 6)
 
 
 def count_servers(h: Haproxy) -> tuple[int, int]:
