@@ -408,24 +408,28 @@ def load_rbac_documents(
 
 
 def apply_k8router_rbac(api: k8s.ApiClient, pod_namespaces: Sequence[str] = ("ingress-nginx",)) -> None:
-    """Create k8router's Namespace, ServiceAccount, ClusterRole(Binding) and per-namespace pod-reader Roles."""
+    """Create k8router's Namespace, ServiceAccount, ClusterRole(Binding), per-namespace pod-reader Roles and its
+    token-renewer Role; what exists already is left as it is (applying twice is fine)."""
     core = k8s.CoreV1Api(api)
     rbac = k8s.RbacAuthorizationV1Api(api)
     for ns in pod_namespaces:
         ensure_namespace(api, ns)
     for doc in load_rbac_documents(pod_namespaces):
         kind, ns = doc["kind"], doc["metadata"].get("namespace")
+        creators: dict[str, Any] = {
+            "ServiceAccount": lambda d, n: core.create_namespaced_service_account(n, _model(k8s.V1ServiceAccount, d)),
+            "ClusterRole": lambda d, n: rbac.create_cluster_role(_model(k8s.V1ClusterRole, d)),
+            "ClusterRoleBinding": lambda d, n: rbac.create_cluster_role_binding(_model(k8s.V1ClusterRoleBinding, d)),
+            "Role": lambda d, n: rbac.create_namespaced_role(n, _model(k8s.V1Role, d)),
+            "RoleBinding": lambda d, n: rbac.create_namespaced_role_binding(n, _model(k8s.V1RoleBinding, d)),
+        }
         if kind == "Namespace":
             ensure_namespace(api, doc["metadata"]["name"], doc["metadata"].get("labels"))
-        elif kind == "ServiceAccount":
-            core.create_namespaced_service_account(ns, _model(k8s.V1ServiceAccount, doc))
-        elif kind == "ClusterRole":
-            rbac.create_cluster_role(_model(k8s.V1ClusterRole, doc))
-        elif kind == "ClusterRoleBinding":
-            rbac.create_cluster_role_binding(_model(k8s.V1ClusterRoleBinding, doc))
-        elif kind == "Role":
-            rbac.create_namespaced_role(ns, _model(k8s.V1Role, doc))
-        elif kind == "RoleBinding":
-            rbac.create_namespaced_role_binding(ns, _model(k8s.V1RoleBinding, doc))
+        elif kind in creators:
+            try:
+                creators[kind](doc, ns)
+            except ApiException as exc:
+                if not _already_exists(exc):
+                    raise
         else:
             raise ValueError(f"{RBAC_FILE}: unexpected kind {kind}")

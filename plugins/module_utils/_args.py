@@ -90,6 +90,16 @@ CONVERGE_ARGS: dict[str, Any] = {
         },
     },
     "lock_timeout": {"type": "float", "default": 30},
+    "credentials": {
+        "type": "dict",
+        "default": {},
+        "options": {
+            "renew": {"type": "bool", "default": True},
+            "lifetime": {"type": "int", "default": 604800},
+            "renew_before": {"type": "int", "default": 172800},
+            "warn_before": {"type": "int", "default": 86400},
+        },
+    },
     "state": {"type": "str", "choices": ["present", "rendered"], "default": "present"},
     "load_balancer": {
         "type": "dict",
@@ -182,6 +192,30 @@ def options_from_params(params: Mapping[str, Any]) -> Any:
         backend_tls=bool(params.get("backend_tls")),
         backend_ca_file=params.get("backend_ca_file"),
         load_balancer=_lb_options(lb_params) if lb_params else None,
+        credentials=_credential_settings(params.get("credentials") or {}),
+    )
+
+
+def _credential_settings(creds: Mapping[str, Any]) -> Any:
+    from ansible_collections.k8router.edge.plugins.module_utils._credentials import (  # noqa: PLC0415
+        MIN_LIFETIME,
+        CredentialSettings,
+    )
+    from ansible_collections.k8router.edge.plugins.module_utils._errors import K8RouterError  # noqa: PLC0415
+
+    default = CredentialSettings()
+    lifetime = creds.get("lifetime") or default.lifetime
+    if lifetime < MIN_LIFETIME:
+        raise K8RouterError(f"credentials.lifetime: {lifetime} s is shorter than the API's {MIN_LIFETIME} s")
+    values = {k: creds.get(k) for k in ("renew_before", "warn_before")}
+    for key, value in values.items():
+        if value is not None and value < 0:
+            raise K8RouterError(f"credentials.{key}: {value} is negative")
+    return CredentialSettings(
+        renew=creds.get("renew", True) is not False,
+        lifetime=lifetime,
+        renew_before=default.renew_before if values["renew_before"] is None else int(values["renew_before"]),
+        warn_before=default.warn_before if values["warn_before"] is None else int(values["warn_before"]),
     )
 
 

@@ -130,10 +130,13 @@ def endpoint_backends(slices: Sequence[Any], port: str) -> tuple[list[Backend], 
                 elif is_serving:
                     serving.add(backend)
     serving -= ready
-    order = lambda b: (b.address, b.port)  # noqa: E731
     if not ready:
-        return sorted(serving, key=order), []
-    return sorted(ready, key=order), sorted(serving, key=order)
+        return _sorted(serving), []
+    return _sorted(ready), _sorted(serving)
+
+
+def _sorted(backends: set[Backend]) -> list[Backend]:
+    return sorted(backends, key=lambda b: (b.address, b.port))
 
 
 def load_balancer_services(cluster: str, services: Sequence[Any]) -> tuple[list[LbService], list[str]]:

@@ -25,6 +25,7 @@ from ansible_collections.k8router.edge.plugins.module_utils._certs import (
     select_certificates,
 )
 from ansible_collections.k8router.edge.plugins.module_utils._cluster import ClusterSource, read_clusters
+from ansible_collections.k8router.edge.plugins.module_utils._credentials import CredentialSettings, check_and_renew
 from ansible_collections.k8router.edge.plugins.module_utils._errors import ConfigInvalidError, RuntimeApiError
 from ansible_collections.k8router.edge.plugins.module_utils._haproxy import (
     CertEntry,
@@ -72,6 +73,7 @@ class Options:
     backend_tls: bool = False
     backend_ca_file: str | None = None
     load_balancer: Any = None  # _lb.LbOptions when the router set serves LoadBalancer services
+    credentials: CredentialSettings = field(default_factory=CredentialSettings)
 
 
 @dataclass
@@ -86,6 +88,7 @@ class Result:
     rendered: dict[str, str] = field(default_factory=dict)
     services: list[dict[str, Any]] = field(default_factory=list)
     ipvs: list[str] = field(default_factory=list)
+    credentials: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _read_file(path: str) -> bytes | None:
@@ -130,6 +133,18 @@ def load_certificates(files: Sequence[tuple[str, str | None]]) -> tuple[list[Cer
         except OSError as exc:
             warnings.append(f"certificate left out: {cert_path}: {exc}")
     return certs, warnings
+
+
+def _credentials(opts: Options, result: Result, check_mode: bool) -> None:
+    """Each cluster's token: renewed when it nears its end, warned about when renewal keeps failing or it expired."""
+    for src, cfg in opts.clusters:
+        if cfg.state == "offline":
+            continue
+        row, warnings = check_and_renew(
+            src.name, src.kubeconfig, src.context, opts.credentials, timeout=src.timeout, check_mode=check_mode
+        )
+        result.credentials.append(row)
+        result.warnings.extend(warnings)
 
 
 def _snapshots(opts: Options, store: StateStore, result: Result, persist: bool) -> dict[str, ClusterSnapshot]:
@@ -286,6 +301,7 @@ def _run_locked(
     rendered_only: bool,
     stdin_runner: StdinRunner | None,
 ) -> Result:
+    _credentials(opts, result, check_mode or rendered_only)
     snapshots = _snapshots(opts, store, result, persist=not (check_mode or rendered_only))
     model = build_model([pair[1] for pair in opts.clusters], snapshots)
     result.warnings.extend(model.warnings)

@@ -133,6 +133,33 @@ options:
     description: Seconds to wait for another run to finish before failing with a clear message.
     type: float
     default: 30
+  credentials:
+    description:
+      - Renewal of the bound service-account tokens in the clusters' kubeconfigs. Each run reads the token's
+        expiry; when it is nearer than O(credentials.renew_before), k8router asks the TokenRequest API for a new
+        token for its own service account, with its current token, and writes it into the kubeconfig atomically
+        (mode 0600). Kubeconfigs without a token (client certificates) are left alone.
+      - An expired token is reported with its file, cluster and expiry; the cluster then serves its
+        last-known-good state until O(max_age).
+    type: dict
+    default: {}
+    suboptions:
+      renew:
+        description: Renew tokens at all.
+        type: bool
+        default: true
+      lifetime:
+        description: Seconds of validity asked for in each TokenRequest (at least 600; the API may grant less).
+        type: int
+        default: 604800
+      renew_before:
+        description: Renew when the token expires in fewer seconds than this.
+        type: int
+        default: 172800
+      warn_before:
+        description: Warn when the token expires in fewer seconds than this (its renewal keeps failing).
+        type: int
+        default: 86400
   state:
     description: C(present) converges; C(rendered) returns the files it would write and touches nothing.
     type: str
@@ -199,6 +226,11 @@ ipvs:
   returned: always
   type: list
   elements: str
+credentials:
+  description: Per cluster, its kubeconfig, the kind of credential, when its token expires and whether it was renewed.
+  returned: always
+  type: list
+  elements: dict
 rendered:
   description: The files k8router would write (certificates named only), with O(state=rendered).
   returned: when state is rendered
@@ -243,6 +275,7 @@ def main() -> None:
         "warnings_list": result.warnings,
         "services": result.services,
         "ipvs": result.ipvs,
+        "credentials": result.credentials,
     }
     if module.params["state"] == "rendered":
         output["rendered"] = result.rendered
