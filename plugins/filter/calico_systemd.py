@@ -10,6 +10,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.k8router.edge.plugins.module_utils._credentials import jwt_expiry
 from ansible_collections.k8router.edge.plugins.plugin_utils._calico_systemd import (
     CalicoConfigError,
     calico_environment,
@@ -17,6 +18,7 @@ from ansible_collections.k8router.edge.plugins.plugin_utils._calico_systemd impo
     calico_systemd_errors,
     calico_units,
     environment_file,
+    stale_peers,
     unit_binaries,
 )
 
@@ -77,6 +79,8 @@ class FilterModule:
             "calico_units": _units,
             "calico_unit_binaries": unit_binaries,
             "calico_resources": _resources,
+            "calico_stale_peers": stale_peers,
             "calico_router_peers": _router_peers,
             "calico_systemd_errors": calico_systemd_errors,
+            "jwt_expiry": jwt_expiry,
         }

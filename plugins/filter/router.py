@@ -1,12 +1,13 @@
 # Copyright: k8router.edge contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters for the router role: thin wrappers around ``module_utils._net`` and ``_routerset``."""
+"""Filters for the router role: thin wrappers around ``module_utils._net``, ``_routerset`` and ``_credentials``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ansible_collections.k8router.edge.plugins.module_utils._credentials import token_expiry
 from ansible_collections.k8router.edge.plugins.module_utils._net import bird_name, interface_networks, pool_addresses
 from ansible_collections.k8router.edge.plugins.module_utils._routerset import (
     INVENTORY_FIELDS,
@@ -50,4 +51,5 @@ class FilterModule:
             "interface_networks": interface_networks,
             "bird_name": bird_name,
             "pool_addresses": pool_addresses,
+            "token_expiry": token_expiry,
         }

@@ -122,6 +122,15 @@ def token_expiry(text: str) -> float:
     return token.expires_at or 0.0 if token else 0.0
 
 
+def jwt_expiry(token: str) -> float:
+    """When a bare token expires (epoch seconds); 0 when it is no readable JWT or has no expiry."""
+    try:
+        expiry = token_claims(token.strip()).get("exp")
+        return float(expiry) if expiry else 0.0
+    except (CredentialError, TypeError, ValueError):
+        return 0.0
+
+
 def _when(epoch: float) -> str:
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat(timespec="seconds")
 

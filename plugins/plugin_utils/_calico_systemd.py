@@ -152,6 +152,16 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
+ROUTER_SET_LABEL = "k8router.edge/router-set"
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+
+
+def stale_peers(existing: Sequence[Mapping[str, Any]], desired: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Names of the BGPPeers of this router set (by label) that ``desired`` no longer has."""
+    wanted = {d["metadata"]["name"] for d in desired if d.get("kind") == "BGPPeer"}
+    return sorted(str(p["metadata"]["name"]) for p in existing if p.get("metadata", {}).get("name") not in wanted)
+
+
 def calico_resources(
     *,
     as_number: int,
@@ -163,12 +173,18 @@ def calico_resources(
     block_size_v6: int = 122,
     node_selector: str = "all()",
     name_prefix: str = "k8router",
+    router_set: str = "routers",
 ) -> list[dict[str, Any]]:
     """BGPConfiguration ``default``, one BGPPeer per router, one IPPool per pod CIDR (``crd.projectcalico.org``).
+
+    The BGPPeers carry the router set's name in the label ROUTER_SET_LABEL, so the peers of routers that left
+    the set can be found and pruned (and nobody else's).
 
     The node-to-node mesh is off (the routers reflect routes), service cluster IPs and load-balancer IPs are
     advertised, and the pools neither encapsulate nor NAT outgoing traffic: pod addresses are routed as they are.
     """
+    if not router_set or not _LABEL_VALUE.fullmatch(router_set):
+        raise ValueError(f"router_set {router_set!r} is not a label value (63 characters: letters, digits, -_.)")
     bgp_spec: dict[str, Any] = {
         "logSeverityScreen": "Info",
         "nodeToNodeMeshEnabled": False,
@@ -191,9 +207,8 @@ def calico_resources(
         if peer.get("node_selector"):
             spec["nodeSelector"] = str(peer["node_selector"])
         name = str(peer.get("name") or f"{name_prefix}-{_slug(str(address))}")
-        resources.append(
-            {"apiVersion": CALICO_API_VERSION, "kind": "BGPPeer", "metadata": {"name": name}, "spec": spec}
-        )
+        meta = {"name": name, "labels": {ROUTER_SET_LABEL: router_set}}
+        resources.append({"apiVersion": CALICO_API_VERSION, "kind": "BGPPeer", "metadata": meta, "spec": spec})
     for cidr in pod_cidrs:
         net = ipaddress.ip_network(cidr)
         resources.append(

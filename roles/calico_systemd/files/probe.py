@@ -10,6 +10,9 @@ Two ways to run:
   a row, run ``--on-fail`` once; once it passes again, run ``--on-recover`` once. ``--rearm`` starts the count
   afresh after ``--on-fail`` (a liveness probe restarting what it watches).
 
+``--renew-token DIR`` keeps the service account's token in DIR fresh: every period, a token that expires within
+``--renew-before`` seconds is replaced by a new one from the TokenRequest API (authorised by itself).
+
 The check is a command (``--exec ARGV...``, passes on exit 0) or the Kubernetes API (``--kubernetes-api``:
 ``GET /readyz`` on ``KUBERNETES_SERVICE_HOST:PORT``, verified with the service-account CA and authorised with its
 token, the way a pod reaches the API). Every state change is logged to stdout (the journal).
@@ -18,13 +21,16 @@ token, the way a pod reaches the API). Every state change is logged to stdout (t
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
+import json
 import os
 import shlex
 import signal
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 
@@ -76,6 +82,79 @@ def api_check(timeout: float) -> Callable[[], tuple[bool, str]]:
         return resp.status == 200, f"HTTP {resp.status} {body[:60]}"
 
     return check
+
+
+def _claims(token: str) -> dict[str, object]:
+    payload = token.split(".")[1]
+    data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    if not isinstance(data, dict):
+        raise ValueError("the token's claims are not an object")
+    return data
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def renew_token(name: str, directory: str, lifetime: int, renew_before: float, timeout: float) -> bool:
+    """Renew the service account's token in ``directory`` when it expires within ``renew_before`` seconds: a
+    TokenRequest for its own service account, authorised by the token itself; written atomically, mode 0600.
+    True when the token is fine afterwards."""
+    path = os.path.join(directory, "token")
+    try:
+        with open(path, encoding="ascii") as f:
+            token = f.read().strip()
+        claims = _claims(token)
+        bound = claims.get("kubernetes.io")
+        account = bound.get("serviceaccount") if isinstance(bound, dict) else None
+        namespace = bound.get("namespace") if isinstance(bound, dict) else None
+        sa_name = account.get("name") if isinstance(account, dict) else None
+        expiry = float(claims["exp"])  # type: ignore[arg-type]
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        log(name, f"ALARM: the token {path} cannot be read ({type(exc).__name__}: {exc}); it is not renewed")
+        return False
+    left = expiry - time.time()
+    if left <= 0:
+        log(name, f"ALARM: the token {path} of {namespace}/{sa_name} expired at {_when(expiry)} ({-left:.0f} s ago)"
+                  " and cannot renew itself: site.yml gives the worker a new one")  # fmt: skip
+        return False
+    if left > renew_before:
+        return True
+    host = os.environ.get("KUBERNETES_SERVICE_HOST", "")
+    port = int(os.environ.get("KUBERNETES_SERVICE_PORT", "443"))
+    body = json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                       "spec": {"expirationSeconds": int(lifetime)}})  # fmt: skip
+    try:
+        context = ssl.create_default_context(cafile=os.path.join(directory, "ca.crt"))
+        conn = http.client.HTTPSConnection(host, port, context=context, timeout=timeout)
+        try:
+            conn.request(
+                "POST",
+                f"/api/v1/namespaces/{namespace}/serviceaccounts/{sa_name}/token",
+                body=body,
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
+            resp = conn.getresponse()
+            answer = resp.read().decode(errors="replace")
+        finally:
+            conn.close()
+        if resp.status != 201:
+            raise ValueError(f"HTTP {resp.status}: {answer[:200]}")
+        new = json.loads(answer)["status"]["token"]
+        new_expiry = float(_claims(new)["exp"])  # type: ignore[arg-type]
+        fd, tmp = tempfile.mkstemp(prefix=".token-", dir=directory)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(new)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except (OSError, ValueError, KeyError, TypeError, ssl.SSLError, http.client.HTTPException) as exc:
+        log(name, f"renewing the token {path} (it expires at {_when(expiry)}) failed: {type(exc).__name__}: {exc}")
+        return left > 0
+    log(name, f"renewed the token {path} of {namespace}/{sa_name}: it expired at {_when(expiry)}, "
+              f"now at {_when(new_expiry)}")  # fmt: skip
+    return True
 
 
 def run_action(name: str, what: str, command: str) -> None:
@@ -145,10 +224,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--on-fail", default="")
     parser.add_argument("--on-recover", default="")
     parser.add_argument("--rearm", action="store_true")
+    parser.add_argument("--lifetime", type=int, default=604800, help="seconds asked for in a TokenRequest")
+    parser.add_argument("--renew-before", type=float, default=172800.0, help="renew when fewer seconds are left")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--kubernetes-api", action="store_true")
+    target.add_argument("--renew-token", metavar="SERVICEACCOUNT_DIR")
     target.add_argument("--exec", nargs=argparse.REMAINDER, dest="command")
     args = parser.parse_args(argv)
+    if args.renew_token:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        while True:
+            renew_token(args.name, args.renew_token, args.lifetime, args.renew_before, args.timeout)
+            time.sleep(args.period)
     check = api_check(args.timeout) if args.kubernetes_api else command_check(args.command, args.timeout)
     if args.until_ok is not None:
         return until_ok(args.name, check, args.until_ok, args.period)

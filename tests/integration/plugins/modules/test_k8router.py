@@ -309,8 +309,10 @@ def test_module_check_diff_rendered_and_idempotence(world: dict[str, Any], hapro
             capture_output=True, text=True, env=env, cwd=REPO, check=False,
         )  # fmt: skip
         assert out.returncode == 0, out.stdout + out.stderr
+        outputs.append(out.stdout + out.stderr)
         return dict(json.loads((tmp_path / "out.json").read_text()))
 
+    outputs: list[str] = []
     converge(world["params"])
     assert play()["changed"] is False
     info_args = {k: args[k] for k in ("clusters", "certificate_dir", "state_dir", "request_timeout", "max_age")}
@@ -335,7 +337,12 @@ def test_module_check_diff_rendered_and_idempotence(world: dict[str, Any], hapro
     args["clusters"][1]["state"] = "drain"
     live = (haproxy.conf_dir / "50-k8router.cfg").read_bytes()
     try:
-        checked = play("--check", "--diff")
+        checked = play("--check", "--diff", "-vvv")
+        # what the run read (the certificates' keys, the kubeconfigs' credentials) never shows at -vvv --diff
+        keys = [yaml.safe_load(Path(c["kubeconfig"]).read_text())["users"][0]["user"] for c in args["clusters"]]
+        secrets = ["PRIVATE KEY", *(str(k.get("client-key-data") or k.get("token"))[:40] for k in keys)]
+        assert all(len(s) > 10 for s in secrets)
+        assert [s for s in secrets if s in outputs[-1]] == []
         assert checked["changed"] is True
         assert any(c.endswith("weight 0") for c in checked["commands"]), checked["commands"]
         diffs = {d["after_header"]: d for d in checked["diff"]}

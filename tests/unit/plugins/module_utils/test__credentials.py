@@ -12,6 +12,7 @@ import yaml
 from ansible_collections.k8router.edge.plugins.module_utils._credentials import (
     CredentialError,
     Token,
+    jwt_expiry,
     read_token,
     token_expiry,
 )
@@ -64,3 +65,9 @@ def test_bad_kubeconfigs_say_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(CredentialError, match=message):
         read_token(text)
     assert token_expiry(text) == 0.0
+
+
+def test_bare_token_expiry() -> None:
+    assert jwt_expiry(jwt(BOUND) + "\n") == 2000.0
+    assert jwt_expiry(jwt({"sub": "x"})) == 0.0
+    assert jwt_expiry("garbage") == 0.0

@@ -11,6 +11,7 @@ from ansible_collections.k8router.edge.plugins.plugin_utils._calico_systemd impo
     calico_systemd_errors,
     calico_units,
     environment_file,
+    stale_peers,
     systemd_quote,
     unit_binaries,
 )
@@ -169,13 +170,13 @@ def test_resources() -> None:
         {
             "apiVersion": "crd.projectcalico.org/v1",
             "kind": "BGPPeer",
-            "metadata": {"name": "k8router-10-213-8-11"},
+            "metadata": {"name": "k8router-10-213-8-11", "labels": {"k8router.edge/router-set": "routers"}},
             "spec": {"peerIP": "10.213.8.11", "asNumber": 64512},
         },
         {
             "apiVersion": "crd.projectcalico.org/v1",
             "kind": "BGPPeer",
-            "metadata": {"name": "k8router-fd00-1"},
+            "metadata": {"name": "k8router-fd00-1", "labels": {"k8router.edge/router-set": "routers"}},
             "spec": {"peerIP": "fd00::1", "asNumber": 65000, "nodeSelector": "rack == 'a'"},
         },
         {
@@ -193,6 +194,20 @@ def test_resources() -> None:
             },
         },
     ]
+
+
+def test_stale_peers_are_those_of_routers_that_left() -> None:
+    desired = calico_resources(
+        as_number=1, peers=[{"address": "10.0.0.1"}], pod_cidrs=[], service_cidrs=["10.96.0.0/12"]
+    )
+    existing = [{"metadata": {"name": "k8router-10-0-0-1"}}, {"metadata": {"name": "k8router-10-0-0-9"}}]
+    assert stale_peers(existing, desired) == ["k8router-10-0-0-9"]
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "x" * 64, "-edge"])
+def test_router_set_must_be_a_label_value(bad: str) -> None:
+    with pytest.raises(ValueError, match="router_set"):
+        calico_resources(as_number=1, peers=[], pod_cidrs=[], service_cidrs=[], router_set=bad)
 
 
 def test_resources_without_loadbalancer_cidrs() -> None:
