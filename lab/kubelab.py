@@ -550,10 +550,14 @@ def _etcd_argv(bins: Binaries, cluster_dir: Path, host: str, client_port: int, p
     ]
 
 
-def _apiserver_argv(bins: Binaries, c: Cluster, bind_address: str, advertise_address: str) -> list[str]:
+def _apiserver_argv(
+    bins: Binaries, c: Cluster, bind_address: str, advertise_address: str, hardened: bool = False
+) -> list[str]:
     d = c.dir
+    hardening = ["--anonymous-auth=false"] if hardened else []  # every request must authenticate, /readyz too
     return [
         str(bins.kube_apiserver),
+        *hardening,
         f"--etcd-servers={c.etcd_url}",
         f"--bind-address={bind_address}",
         f"--advertise-address={advertise_address}",
@@ -586,13 +590,15 @@ def start_clusters(
     bind_address: str = "127.0.0.1",
     binaries: Binaries | None = None,
     timeout: float = READY_TIMEOUT,
+    hardened: Sequence[str] = (),
 ) -> list[Cluster]:
     """Start independent clusters in parallel and return them once every ``/readyz`` answers ``ok``.
 
     ``names`` is a count (clusters ``c0``, ``c1``, ...) or a list of names. Each cluster lives in
     ``workdir/<name>`` (wiped if it holds an earlier kubelab cluster). ``extra_ips`` go into every serving
     certificate (for containers that reach the API over another address; pair with ``bind_address="0.0.0.0"``
-    or that address). On any failure every process started so far is stopped before the error is raised.
+    or that address). The clusters named in ``hardened`` refuse anonymous requests (``--anonymous-auth=false``).
+    On any failure every process started so far is stopped before the error is raised.
     """
     cluster_names = [f"c{i}" for i in range(names)] if isinstance(names, int) else list(names)
     if not cluster_names or len(set(cluster_names)) != len(cluster_names):
@@ -615,6 +621,7 @@ def start_clusters(
         local_host=local_host,
         advertise=extra_ips[0] if extra_ips else local_host,
         timeout=timeout,
+        hardened=tuple(hardened),
     )
     attempt = 1
     while True:
@@ -636,6 +643,7 @@ class _Settings:
     local_host: str
     advertise: str
     timeout: float
+    hardened: tuple[str, ...] = ()
 
 
 def _launch(cluster_names: Sequence[str], cidrs: Sequence[str], st: _Settings) -> list[Cluster]:
@@ -666,7 +674,7 @@ def _launch(cluster_names: Sequence[str], cidrs: Sequence[str], st: _Settings) -
         # The apiserver retries etcd with back-off; starting it once etcd listens avoids waiting on that.
         _wait_all(clusters, lambda c: _port_open(st.local_host, int(c.etcd_url.rsplit(":", 1)[1])), st.timeout, "etcd")
         for cluster in clusters:
-            argv = _apiserver_argv(st.bins, cluster, st.bind_address, st.advertise)
+            argv = _apiserver_argv(st.bins, cluster, st.bind_address, st.advertise, cluster.name in st.hardened)
             cluster.procs["kube-apiserver"] = _spawn(argv, cluster.dir / "kube-apiserver.log")
         _wait_all(clusters, Cluster.readyz, st.timeout, "kube-apiserver /readyz", started)
     except BaseException:
@@ -808,7 +816,12 @@ def _cmd_up(args: argparse.Namespace) -> int:
     clusters: list[Cluster] = []
     try:
         clusters = start_clusters(
-            names, workdir, service_cidrs=cidrs, extra_ips=extra_ips, bind_address=args.bind_address
+            names,
+            workdir,
+            service_cidrs=cidrs,
+            extra_ips=extra_ips,
+            bind_address=args.bind_address,
+            hardened=[n for n in args.hardened.split(",") if n],
         )
         state = {"pid": os.getpid(), "dir": str(workdir), "clusters": [c.to_state() for c in clusters]}
         _write(state_path, (json.dumps(state, indent=2) + "\n").encode())
@@ -871,6 +884,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--service-cidrs", default="", help="comma-separated, one per cluster (default 10.96+i.0.0/16)")
     up.add_argument("--extra-ips", default="", help="comma-separated extra IP SANs for the serving certificates")
     up.add_argument("--bind-address", default="127.0.0.1", help="address kube-apiserver listens on")
+    up.add_argument("--hardened", default="", help="comma-separated clusters that refuse anonymous requests")
     down = sub.add_parser("down", help="stop the clusters started by `up` in --dir")
     down.add_argument("--dir", required=True)
     args = parser.parse_args(argv)

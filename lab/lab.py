@@ -60,6 +60,7 @@ CLIENT = "k8r-lab-client"
 CLIENT_IP = "10.213.9.5"
 ROUTERS = {"k8r-lab-router1": "10.213.9.11", "k8r-lab-router2": "10.213.9.12"}
 CONVERGE_INTERVAL = 15
+HARDENED = ("beta",)  # clusters whose API servers refuse anonymous requests (haproxy checks with a client cert)
 API_OUTAGE = 40  # seconds stop-api holds a cluster's API server stopped (longer than a watchdog would wait)
 CLIENT_SCRIPT = "/usr/local/lib/labclient.py"
 CLIENT_LAB_CA = "/etc/lab/lab-ca.crt"
@@ -300,7 +301,7 @@ def start_clusters() -> dict[str, kubelab.Cluster]:
         sys.executable, str(REPO / "lab" / "kubelab.py"), "up",
         "--names", ",".join(c.name for c in CLUSTERS), "--dir", str(clusters_dir()),
         "--service-cidrs", ",".join(c.service_cidr for c in CLUSTERS),
-        "--extra-ips", ",".join(extra_ips), "--bind-address", GATEWAY,
+        "--extra-ips", ",".join(extra_ips), "--bind-address", GATEWAY, "--hardened", ",".join(HARDENED),
     ]  # fmt: skip
     log_file = (LAB_DIR / "logs" / "kubelab.log").open("a")
     subprocess.Popen(argv, stdout=log_file, stderr=log_file, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -351,6 +352,11 @@ def load_cluster(cluster: kubelab.Cluster, spec: ClusterSpec, parts: Parts) -> N
         cluster, ko.K8ROUTER_NAMESPACE, ko.K8ROUTER_SERVICE_ACCOUNT, expiration_seconds=30 * day
     )
     kubelab.write_token_kubeconfig(cluster, k8router_token, tokens / f"{spec.name}-k8router.kubeconfig", "k8router")
+    # haproxy's client certificate for its /readyz checks (any authenticated user may read /readyz)
+    cert, key = kubelab.issue_client_cert(cluster, "k8router:api-check", out_dir=tokens / spec.name)
+    check = tokens / f"{spec.name}-api-check.pem"
+    check.write_bytes(cert.read_bytes() + key.read_bytes())
+    check.chmod(0o600)
     calico_token = kubelab.mint_token(cluster, "kube-system", "calico-node", expiration_seconds=30 * day)
     path = tokens / f"{spec.name}-calico-node.token"
     path.write_text(calico_token)
@@ -477,6 +483,9 @@ def write_inventory(clusters: Mapping[str, kubelab.Cluster], parts: Parts) -> No
                     "name": s.name,
                     "api_port": clusters[s.name].api_port,
                     "ca_cert": clusters[s.name].ca_pem.decode(),
+                    "api_check_certificate": (
+                        f"{{{{ lookup('ansible.builtin.file', '{tokens / (s.name + '-api-check.pem')}') }}}}"
+                    ),
                     "control_plane": [{"name": f"kubelab-{s.name}", "address": GATEWAY}],
                 }
                 for s in CLUSTERS
@@ -644,11 +653,15 @@ def collect_summary() -> dict[str, Any]:
     for spec in CLUSTERS:
         port = clusters[spec.name].api_port if spec.name in clusters else 0
         res = client("get", f"https://{spec.api_vip}:{port}/readyz", "--ca", spec.client_ca())
+        # A hardened API server refuses this anonymous request (401): it answered through the VIP, so haproxy's
+        # checks (with their client certificate) found it live.
+        wanted_status = 401 if spec.name in HARDENED else 200
         api[spec.name] = {
             "url": f"https://{spec.api_vip}:{port}",
             "status": res.get("status"),
+            "expected": wanted_status,
             "error": res.get("error", ""),
-            "ok": res.get("status") == 200,
+            "ok": res.get("status") == wanted_status,
         }
     routes = {name: bird_routes(name) for name in ROUTERS}
     timers = {
@@ -688,7 +701,9 @@ def print_summary(summary: Mapping[str, Any]) -> int:
     print()
     for name, a in summary["api"].items():
         holder = summary["api_masters"].get(name)
-        result = "ok" if a["ok"] else f"FAIL ({a['status']} {a['error']})"
+        result = "ok" if a["ok"] else f"FAIL ({a['status']} {a['error']}, expected {a['expected']})"
+        if a["ok"] and a["expected"] == 401:
+            result = "ok (401 to an anonymous client: hardened; haproxy's checks use a client certificate)"
         print(f"  API of {name:<6} {a['url']}/readyz via {holder}: {result}")
     print()
     for name, routes in summary["bgp_routes"].items():

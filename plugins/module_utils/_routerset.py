@@ -31,6 +31,7 @@ CLUSTER_DEFAULTS: Mapping[str, Any] = {
     "ca_cert": "",
     "bgp_password": None,
     "bgp_multihop": False,
+    "api_check_certificate": "",
 }
 
 
@@ -131,6 +132,19 @@ class _Checker:
         if not (_in_any(net.network_address, self.nets) and _in_any(net.broadcast_address, self.nets)):
             self.errors.append(f"{label}: {net} is outside every interface network of {self.host} ({self.shown_nets})")
 
+    def secrets(self, where: str, cluster: Mapping[str, Any]) -> None:
+        """The BGP password and the API check certificate: checked, never quoted back."""
+        check_cert = cluster.get("api_check_certificate") or ""
+        if check_cert and (
+            not isinstance(check_cert, str)
+            or "-----BEGIN CERTIFICATE-----" not in check_cert
+            or "PRIVATE KEY-----" not in check_cert
+        ):
+            self.errors.append(f"{where}.api_check_certificate: a PEM client certificate followed by its key is needed")
+        password = cluster.get("bgp_password")
+        if password is not None and (not isinstance(password, str) or re.search(r'["\\\x00-\x1f]', password)):
+            self.errors.append(f"{where}.bgp_password: must not contain quotes, backslashes or control characters")
+
     def cluster(self, where: str, cluster: Mapping[str, Any]) -> None:
         name = cluster.get("name")
         if not isinstance(name, str) or not DNS_LABEL.match(name):
@@ -155,9 +169,7 @@ class _Checker:
             isinstance(asn, bool) or not isinstance(asn, int) or not 1 <= asn <= AS_MAX or asn == AS_TRANS
         ):
             self.errors.append(f"{where}.bgp_as: {asn!r} is not a usable AS number (1 to {AS_MAX}, not {AS_TRANS})")
-        password = cluster.get("bgp_password")
-        if password is not None and (not isinstance(password, str) or re.search(r'["\\\x00-\x1f]', password)):
-            self.errors.append(f"{where}.bgp_password: must not contain quotes, backslashes or control characters")
+        self.secrets(where, cluster)
         for field in ("pod_cidrs", "service_cidrs"):
             for j, value in enumerate(cluster.get(field) or []):
                 self.cidr(f"{where}.{field}[{j}]", value)

@@ -157,6 +157,13 @@ CASES: list[tuple[str, list[dict[str, Any]], list[object], list[object], str]] =
     ("no ca", [cluster(ca_cert="")], [], [], "router_clusters[alpha].ca_cert: a PEM CA certificate is needed"),
     ("password quote", [cluster(bgp_password='a"b')], [], [], "router_clusters[alpha].bgp_password: must not contain"),
     (
+        "api check certificate without its key",
+        [cluster(api_check_certificate="-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")],
+        [],
+        [],
+        "router_clusters[alpha].api_check_certificate: a PEM client certificate followed by its key is needed",
+    ),
+    (
         "password newline",
         [cluster(bgp_password="a\nb")],
         [],
