@@ -19,7 +19,7 @@ import json
 import re
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -368,47 +368,39 @@ class RuntimeApi:
                 chunks.append(chunk)
         return b"".join(chunks).decode(errors="replace").strip()
 
-    def worker_pid(self) -> int | None:
-        """The pid of the worker answering on the socket (``show info``), or None when none answers."""
+    def _answer_line(self, command: str, prefix: str) -> str | None:
+        """What follows ``prefix`` on the first line of the answer that starts with it; "" when no line does,
+        None when nobody answers."""
         try:
-            info = self.send("show info")
+            answer = self.send(command)
         except OSError:
             return None
-        for line in info.splitlines():
-            if line.startswith("Pid:"):
-                return int(line.split(":", 1)[1])
-        return None
+        return next((line[len(prefix) :].strip() for line in answer.splitlines() if line.startswith(prefix)), "")
+
+    def worker_pid(self) -> int | None:
+        """The pid of the worker answering on the socket (``show info``), or None when none answers."""
+        pid = self._answer_line("show info", "Pid:")
+        return int(pid) if pid else None
+
+    def _wait(self, done: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if done():
+                return True
+            time.sleep(0.05)
+        return False
 
     def wait_for_new_worker(self, old: int | None, timeout: float = 15.0) -> bool:
         """After a reload: wait until a worker other than ``old`` answers."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            pid = self.worker_pid()
-            if pid is not None and pid != old:
-                return True
-            time.sleep(0.05)
-        return False
+        return self._wait(lambda: self.worker_pid() not in (None, old), timeout)
 
     def running_generation(self) -> str | None:
         """The layout the answering worker loaded (its generation backend), "" for none, None when none answers."""
-        try:
-            answer = self.send("show backend")
-        except OSError:
-            return None
-        for line in answer.splitlines():
-            if line.startswith(GENERATION_PREFIX):
-                return line[len(GENERATION_PREFIX) :].strip()
-        return ""
+        return self._answer_line("show backend", GENERATION_PREFIX)
 
     def wait_for_generation(self, structure: str, timeout: float = 15.0) -> bool:
         """After a reload: wait until the answering worker runs the layout ``structure`` (the new files are live)."""
-        wanted = generation(structure)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.running_generation() == wanted:
-                return True
-            time.sleep(0.05)
-        return False
+        return self._wait(lambda: self.running_generation() == generation(structure), timeout)
 
     def apply(self, commands: Sequence[str], batch: int = 50) -> list[str]:
         """Send the commands, ``batch`` to a connection; raise RuntimeApiError on a refusal. Returns the answers."""
