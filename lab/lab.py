@@ -588,6 +588,7 @@ def up() -> int:
     playbook("site.yml", quiet=True)
     # The same run as the routers' timer, started once from the controller (as CI would) so the lab serves now.
     playbook("converge.yml", "-e", "ansible_python_interpreter=/opt/k8router/venv/bin/python", quiet=True)
+    wait_for_health_checks()
     (LAB_DIR / "up").write_text(f"{time.time():.0f}\n")
     log(f"up in {time.monotonic() - started:.0f}s")
     return print_summary(collect_summary())
@@ -618,6 +619,36 @@ def vip_holder(vip: str) -> str | None:
         if f" {vip}/" in in_container(name, "ip", "-4", "-o", "addr", "show", check=False):
             return name
     return None
+
+
+STAT_SCRIPT = (
+    "import socket;s=socket.socket(socket.AF_UNIX);s.connect('/run/haproxy/admin.sock');s.sendall(b'show stat\\n')\n"
+    "print(b''.join(iter(lambda: s.recv(65536), b'')).decode())"
+)
+
+
+def pods_down(router: str) -> list[str]:
+    """The controller pods whose haproxy health check does not pass on ``router`` (k8r_pods_* servers not UP)."""
+    stat = in_container(router, "python3", "-c", STAT_SCRIPT, check=False)
+    rows = [line.split(",") for line in stat.splitlines() if line.startswith("k8r_pods_")]
+    return [
+        f"{r[0]}/{r[1]} {r[17]}" for r in rows if len(r) > 17 and r[1] != "BACKEND" and r[17] not in ("UP", "MAINT")
+    ]
+
+
+def wait_for_health_checks(timeout: float = 60) -> None:
+    """Until haproxy's health checks pass for every pod on every router (the workers' routes come with their BGP
+    sessions, late in site.yml; a pod that was checked DOWN needs its `rise` checks)."""
+    started = time.monotonic()
+    while True:
+        down = {router: pods_down(router) for router in ROUTERS}
+        if not any(down.values()):
+            log(f"haproxy's health checks pass for every pod ({time.monotonic() - started:.0f}s)")
+            return
+        if time.monotonic() - started > timeout:
+            log(f"health checks still failing after {timeout:.0f}s: {down}")
+            return
+        time.sleep(1)
 
 
 def bird_routes(router: str) -> list[str]:

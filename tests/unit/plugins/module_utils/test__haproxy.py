@@ -153,8 +153,11 @@ def test_health_check_per_cluster() -> None:
     alpha = text.split("backend k8r_pods_alpha\n")[1].split("\n\n")[0]
     beta = text.split("backend k8r_pods_beta\n")[1].split("\n\n")[0]
     assert "option httpchk" in alpha and "http-check send meth GET uri '/healthz'" in alpha
-    assert "server alpha_1 10.244.0.1:80 weight 1 check inter 1000ms fall 3 rise 2 port 10254" in alpha
-    assert "httpchk" not in beta and "check inter 2000ms fall 2 rise 2" in beta
+    assert (
+        "server alpha_1 10.244.0.1:80 weight 1 check inter 1000ms fastinter 250ms downinter 500ms fall 3 rise 2 port 10254"
+        in alpha
+    )
+    assert "httpchk" not in beta and "check inter 2000ms fastinter 500ms downinter 1000ms fall 2 rise 2" in beta
     assert "server alpha_1 10.244.0.1:80 weight 256 track k8r_pods_alpha/alpha_1" in text
 
 
