@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ansible_collections.k8router.edge.plugins.module_utils._credentials import token_expiry
+from ansible_collections.k8router.edge.plugins.module_utils._credentials import token_expiry, without_token
 from ansible_collections.k8router.edge.plugins.module_utils._net import bird_name, interface_networks, pool_addresses
 from ansible_collections.k8router.edge.plugins.module_utils._routerset import (
     INVENTORY_FIELDS,
@@ -52,4 +52,5 @@ class FilterModule:
             "bird_name": bird_name,
             "pool_addresses": pool_addresses,
             "token_expiry": token_expiry,
+            "kubeconfig_without_token": without_token,
         }

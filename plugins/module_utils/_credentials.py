@@ -122,6 +122,23 @@ def token_expiry(text: str) -> float:
     return token.expires_at or 0.0 if token else 0.0
 
 
+def without_token(text: str) -> str:
+    """A kubeconfig as canonical JSON with its users' tokens left out ("" when it is not readable YAML), so that
+    two copies that differ only in a renewed token compare equal."""
+    if not HAS_YAML:
+        return ""
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return ""
+    if not isinstance(config, dict):
+        return ""
+    for entry in config.get("users") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("user"), dict):
+            entry["user"].pop("token", None)
+    return json.dumps(config, sort_keys=True, default=str)
+
+
 def jwt_expiry(token: str) -> float:
     """When a bare token expires (epoch seconds); 0 when it is no readable JWT or has no expiry."""
     try:

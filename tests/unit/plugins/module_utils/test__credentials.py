@@ -15,6 +15,7 @@ from ansible_collections.k8router.edge.plugins.module_utils._credentials import 
     jwt_expiry,
     read_token,
     token_expiry,
+    without_token,
 )
 
 
@@ -71,3 +72,11 @@ def test_bare_token_expiry() -> None:
     assert jwt_expiry(jwt(BOUND) + "\n") == 2000.0
     assert jwt_expiry(jwt({"sub": "x"})) == 0.0
     assert jwt_expiry("garbage") == 0.0
+
+
+def test_copies_that_differ_only_in_the_token_compare_equal() -> None:
+    mine, renewed = kubeconfig({"token": jwt(BOUND)}), kubeconfig({"token": jwt({**BOUND, "exp": 9000})})
+    assert without_token(mine) == without_token(renewed) != ""
+    moved = yaml.safe_dump({**yaml.safe_load(mine), "clusters": [{"name": "x", "cluster": {"server": "https://new"}}]})
+    assert without_token(moved) != without_token(mine)
+    assert without_token("- a list") == without_token(": not yaml :") == ""
