@@ -149,7 +149,11 @@ def test_health_check_per_cluster() -> None:
         hosts={"a.example.org": [Serving("alpha", 100, (Backend("10.244.0.1", 80),)), Serving("beta", 100, ())]},
         health_checks={"alpha": HealthCheckSettings("http", "/healthz", 10254, 200, 1000, 3, 2)},
     )
-    text = render(mdl, [], SETTINGS).files["/etc/haproxy/k8router.d/50-k8router.cfg"].decode()
+    out = render(mdl, [], SETTINGS)
+    text = out.files["/etc/haproxy/k8router.d/50-k8router.cfg"].decode()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = _haproxy_check(out.files, Path(tmp))
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # haproxy itself takes the HTTP check
     alpha = text.split("backend k8r_pods_alpha\n")[1].split("\n\n")[0]
     beta = text.split("backend k8r_pods_beta\n")[1].split("\n\n")[0]
     assert "option httpchk" in alpha and "http-check send meth GET uri '/healthz'" in alpha
