@@ -175,14 +175,21 @@ def load_balancer_services(cluster: str, services: Sequence[Any]) -> tuple[list[
 RETRIES = 1
 
 
-def _client(source: ClusterSource) -> Any:
-    """An API client for ``source``'s kubeconfig and context, retrying a failed request at most RETRIES times."""
+def api_client(kubeconfig: str, context: str | None) -> Any:
+    """An API client for a kubeconfig and context, retrying a failed request at most RETRIES times."""
     conf = k8s_client.Configuration()
     k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=source.kubeconfig, context=source.context, client_configuration=conf, persist_config=False
+        config_file=kubeconfig, context=context, client_configuration=conf, persist_config=False
     )
     conf.retries = RETRIES
     return k8s_client.ApiClient(conf)
+
+
+def api_error(exc: BaseException) -> str:
+    """What went wrong with a request, in a few words: ``HTTP 403: Forbidden``, or the error's first line."""
+    status = getattr(exc, "status", None)
+    reason = getattr(exc, "reason", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+    return f"HTTP {status}: {reason}" if status else str(reason)
 
 
 def read_cluster(source: ClusterSource) -> ClusterSnapshot:
@@ -190,7 +197,7 @@ def read_cluster(source: ClusterSource) -> ClusterSnapshot:
     if not HAS_KUBERNETES:
         raise ClusterReadError("the kubernetes Python client is not installed")
     try:
-        api = _client(source)
+        api = api_client(source.kubeconfig, source.context)
     except Exception as exc:
         raise ClusterReadError(f"cluster {source.name}: kubeconfig {source.kubeconfig}: {exc}") from exc
     try:
@@ -211,11 +218,7 @@ def read_cluster(source: ClusterSource) -> ClusterSnapshot:
             else []
         )
     except Exception as exc:
-        status = getattr(exc, "status", None)
-        reason = getattr(exc, "reason", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise ClusterReadError(
-            f"cluster {source.name}: " + (f"HTTP {status}: {reason}" if status else str(reason))
-        ) from exc
+        raise ClusterReadError(f"cluster {source.name}: {api_error(exc)}") from exc
     finally:
         api.close()
     hosts, warnings = offered_hosts(ingresses, classes, source.ingress_classes)
@@ -236,18 +239,15 @@ def publish_address(source: ClusterSource, namespace: str, name: str, address: s
     """Write ``address`` into the Service's status.loadBalancer.ingress (services/status only)."""
     if not HAS_KUBERNETES:
         raise ClusterReadError("the kubernetes Python client is not installed")
-    api = _client(source)
+    api = api_client(source.kubeconfig, source.context)
     try:
         body = {"status": {"loadBalancer": {"ingress": [{"ip": address}]}}}
         k8s_client.CoreV1Api(api).patch_namespaced_service_status(
             name, namespace, body, _content_type="application/merge-patch+json", _request_timeout=source.timeout
         )
     except Exception as exc:
-        status = getattr(exc, "status", None)
-        reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
         raise ClusterReadError(
-            f"cluster {source.name}: service {namespace}/{name}: status not written: "
-            + (f"HTTP {status}: {reason}" if status else str(reason))
+            f"cluster {source.name}: service {namespace}/{name}: status not written: {api_error(exc)}"
         ) from exc
     finally:
         api.close()

@@ -153,12 +153,11 @@ def _when(epoch: float) -> str:
 
 
 def _request_token(path: str, context: str | None, token: Token, lifetime: int, timeout: float) -> str:
-    from kubernetes import client, config  # noqa: PLC0415
+    from kubernetes import client  # noqa: PLC0415
 
-    conf = client.Configuration()
-    config.load_kube_config(config_file=path, context=context, client_configuration=conf, persist_config=False)  # type: ignore[no-untyped-call]
-    conf.retries = 1
-    api = client.ApiClient(conf)
+    from ansible_collections.k8router.edge.plugins.module_utils._cluster import api_client, api_error  # noqa: PLC0415
+
+    api = api_client(path, context)
     try:
         body = client.AuthenticationV1TokenRequest(
             spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=lifetime)
@@ -167,11 +166,9 @@ def _request_token(path: str, context: str | None, token: Token, lifetime: int, 
             token.service_account, token.namespace, body, _request_timeout=timeout
         )
     except Exception as exc:
-        status = getattr(exc, "status", None)
-        reason = getattr(exc, "reason", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise CredentialError(f"TokenRequest refused: {f'HTTP {status}: {reason}' if status else reason}") from exc
+        raise CredentialError(f"TokenRequest refused: {api_error(exc)}") from exc
     finally:
-        api.close()  # type: ignore[no-untyped-call]
+        api.close()
     new = getattr(resp.status, "token", None)
     if not new:
         raise CredentialError("TokenRequest answered without a token")

@@ -153,7 +153,7 @@ def _slug(text: str) -> str:
 
 
 ROUTER_SET_LABEL = "k8router.edge/router-set"
-_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+_LABEL_VALUE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 
 
 def stale_peers(existing: Sequence[Mapping[str, Any]], desired: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -183,7 +183,7 @@ def calico_resources(
     The node-to-node mesh is off (the routers reflect routes), service cluster IPs and load-balancer IPs are
     advertised, and the pools neither encapsulate nor NAT outgoing traffic: pod addresses are routed as they are.
     """
-    if not router_set or not _LABEL_VALUE.fullmatch(router_set):
+    if not _LABEL_VALUE.fullmatch(router_set):
         raise ValueError(f"router_set {router_set!r} is not a label value (63 characters: letters, digits, -_.)")
     bgp_spec: dict[str, Any] = {
         "logSeverityScreen": "Info",
