@@ -103,4 +103,6 @@ def test_renewal_refused_keeps_the_old_token_and_says_why(alpha: kubelab.Cluster
     row, warnings = check_and_renew("alpha", str(path), None, RENEW_NOW, timeout=5, check_mode=False)
     assert "renewed" not in row
     assert any("renewing the token" in w and "HTTP 403" in w for w in warnings), warnings
+    # its 600 s are within warn_before (a day): warned ahead by name
+    assert any(w.startswith(f"cluster alpha: kubeconfig {path}: the token expires at") for w in warnings), warnings
     assert path.read_bytes() == before
