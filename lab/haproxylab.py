@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from ansible_collections.k8router.edge.plugins.module_utils._layout import haproxy_files
+
 REPO = Path(__file__).resolve().parents[1]
 VIP = "10.250.0.100"
 
@@ -209,6 +211,7 @@ def render_main_config(h: Haproxy) -> None:
         "router_ingress_vips": [VIP],
         "router_haproxy_conf_dir": str(h.conf_dir),
         "router_haproxy_data_dir": str(h.data_dir),
+        "router__haproxy_files": haproxy_files(str(h.data_dir)),
         "router_haproxy_admin_socket": str(h.socket),
         "router_haproxy_maxconn": 2000,
     }
@@ -242,10 +245,11 @@ def running_haproxy(root: Path) -> Iterator[Haproxy]:
         subprocess.run(["ip", "netns", "exec", ns, "ip", "addr", "add", f"{VIP}/32", "dev", "lo"], check=True)
         h.conf_dir.mkdir(parents=True)
         (h.data_dir / "certs").mkdir(parents=True)
-        self_signed(h.data_dir / "fallback.pem")
-        (h.data_dir / "hosts.map").write_text("")
-        (h.data_dir / "wildcards.map").write_text("")
-        (h.data_dir / "crt-list.txt").write_text(f"{h.data_dir}/fallback.pem\n")
+        files = haproxy_files(str(h.data_dir))
+        self_signed(Path(files["fallback"]))
+        Path(files["hosts_map"]).write_text("")
+        Path(files["wildcards_map"]).write_text("")
+        Path(files["crt_list"]).write_text(f"{files['fallback']}\n")
         render_main_config(h)
         setpriv = shutil.which("setpriv")
         prefix = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []  # dies with this process, whatever happens

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ansible_collections.k8router.edge.plugins.module_utils._credentials import token_expiry, without_token
+from ansible_collections.k8router.edge.plugins.module_utils._layout import haproxy_files
 from ansible_collections.k8router.edge.plugins.module_utils._net import bird_name, interface_networks, pool_addresses
 from ansible_collections.k8router.edge.plugins.module_utils._routerset import (
     INVENTORY_FIELDS,
@@ -53,4 +54,5 @@ class FilterModule:
             "pool_addresses": pool_addresses,
             "token_expiry": token_expiry,
             "kubeconfig_without_token": without_token,
+            "haproxy_files": haproxy_files,
         }

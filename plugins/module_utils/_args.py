@@ -11,6 +11,8 @@ from typing import Any
 
 from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.k8router.edge.plugins.module_utils._layout import HAPROXY_DEFAULTS
+
 IMPORT_ERRORS: dict[str, str | None] = {}
 for _lib in ("kubernetes", "cryptography"):
     try:
@@ -81,10 +83,7 @@ CONVERGE_ARGS: dict[str, Any] = {
         "type": "dict",
         "default": {},
         "options": {
-            "config": {"type": "path", "default": "/etc/haproxy/haproxy.cfg"},
-            "conf_dir": {"type": "path", "default": "/etc/haproxy/k8router.d"},
-            "data_dir": {"type": "path", "default": "/etc/haproxy/k8router"},
-            "socket": {"type": "path", "default": "/run/haproxy/admin.sock"},
+            **{key: {"type": "path", "default": path} for key, path in HAPROXY_DEFAULTS.items()},
             "binary": {"type": "str", "default": "haproxy"},
             "reload_command": {"type": "list", "elements": "str", "default": ["systemctl", "reload", "haproxy"]},
         },

@@ -34,6 +34,7 @@ from ansible_collections.k8router.edge.plugins.module_utils._haproxy import (
     Slot,
     render,
 )
+from ansible_collections.k8router.edge.plugins.module_utils._layout import CERTS_DIR, HAPROXY_DEFAULTS
 from ansible_collections.k8router.edge.plugins.module_utils._model import (
     ClusterSettings,
     ClusterSnapshot,
@@ -52,10 +53,10 @@ StdinRunner = Callable[[Sequence[str], str], "tuple[int, str, str]"]
 
 @dataclass(frozen=True)
 class HaproxyPaths:
-    config: str = "/etc/haproxy/haproxy.cfg"
-    conf_dir: str = "/etc/haproxy/k8router.d"
-    data_dir: str = "/etc/haproxy/k8router"
-    socket: str = "/run/haproxy/admin.sock"
+    config: str = HAPROXY_DEFAULTS["config"]
+    conf_dir: str = HAPROXY_DEFAULTS["conf_dir"]
+    data_dir: str = HAPROXY_DEFAULTS["data_dir"]
+    socket: str = HAPROXY_DEFAULTS["socket"]
     binary: str = "haproxy"
     reload_command: tuple[str, ...] = ("systemctl", "reload", "haproxy")
 
@@ -215,7 +216,7 @@ def _validate(desired: Mapping[str, bytes], paths: HaproxyPaths, workdir: str, r
         cand_data, cand_conf = os.path.join(cand, "data"), os.path.join(cand, "conf")
         if os.path.isdir(data):
             shutil.copytree(data, cand_data, dirs_exist_ok=True)
-        os.makedirs(os.path.join(cand_data, "certs"), exist_ok=True)
+        os.makedirs(os.path.join(cand_data, CERTS_DIR), exist_ok=True)
         os.makedirs(cand_conf, exist_ok=True)
         for entry in os.listdir(conf) if os.path.isdir(conf) else []:
             if entry.endswith(".cfg"):
@@ -239,7 +240,7 @@ def _validate(desired: Mapping[str, bytes], paths: HaproxyPaths, workdir: str, r
 
 
 def _apply(plan: Plan, structure: str, paths: HaproxyPaths, result: Result, runner: Runner) -> None:
-    os.makedirs(os.path.join(paths.data_dir, "certs"), mode=0o750, exist_ok=True)
+    os.makedirs(os.path.join(paths.data_dir, CERTS_DIR), mode=0o750, exist_ok=True)
     # certificates first, then maps and crt-list, then the backends: each file is complete when haproxy sees it
     for path in sorted(plan.write, key=lambda p: (not p.endswith(".pem"), p.endswith(".cfg"), p)):
         write_atomic(path, plan.write[path], 0o600 if path.endswith(".pem") else 0o640)
@@ -336,7 +337,7 @@ def _run_locked(
             p: ("(certificate and key)" if p.endswith(".pem") else d.decode()) for p, d in desired.files.items()
         }
         return result
-    certs_dir = os.path.join(opts.haproxy.data_dir, "certs")
+    certs_dir = os.path.join(opts.haproxy.data_dir, CERTS_DIR)
     existing = sorted(os.listdir(certs_dir)) if os.path.isdir(certs_dir) else []
     stale = [
         os.path.join(certs_dir, e)

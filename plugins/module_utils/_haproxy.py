@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """haproxy: the renderer (pure), the one escape function, and the runtime API driver.
 
-Layout written by k8router (the router role's main file refers to the maps and the crt-list):
+Layout written by k8router (file names in ``_layout``; the router role's main file refers to the maps and the crt-list):
 
 - ``<conf_dir>/50-k8router.cfg``: one backend per host, with server slots per cluster;
 - ``<data_dir>/hosts.map`` and ``<data_dir>/wildcards.map``: host -> backend;
@@ -25,6 +25,7 @@ from typing import Any
 
 from ansible_collections.k8router.edge.plugins.module_utils._errors import RuntimeApiError
 from ansible_collections.k8router.edge.plugins.module_utils._hosts import host_problem
+from ansible_collections.k8router.edge.plugins.module_utils._layout import CERTS_DIR, data_file
 from ansible_collections.k8router.edge.plugins.module_utils._model import Backend, HealthCheck, Model, Serving
 
 BACKENDS_FILE = "50-k8router.cfg"
@@ -265,12 +266,12 @@ def _backend(
 
 def _crt_list(certs: Sequence[CertEntry], settings: RenderSettings, out: Rendered) -> bytes:
     data = settings.data_dir.rstrip("/")
-    crt_lines = [f"{data}/fallback.pem"]
+    crt_lines = [data_file(data, "fallback")]
     if settings.default_certificate is not None:
-        out.files[f"{data}/default.pem"] = settings.default_certificate
-        crt_lines = [f"{data}/default.pem"]
+        out.files[data_file(data, "default")] = settings.default_certificate
+        crt_lines = [data_file(data, "default")]
     for cert in certs:
-        path = f"{data}/certs/{cert.fingerprint}.pem"
+        path = f"{data}/{CERTS_DIR}/{cert.fingerprint}.pem"
         out.files[path] = cert.pem
         # haproxy reads crt-list lines of at most 64 KiB: a certificate's SNI filters go on several
         # lines of the same file (haproxy loads the file once).
@@ -321,9 +322,9 @@ def render(
         skeleton.extend(block_skeleton)
     conf = settings.conf_dir.rstrip("/")
     data = settings.data_dir.rstrip("/")
-    out.files[f"{data}/hosts.map"] = "".join(f"{line}\n" for line in sorted(exact)).encode()
-    out.files[f"{data}/wildcards.map"] = "".join(f"{line}\n" for line in sorted(wild)).encode()
-    out.files[f"{data}/crt-list.txt"] = _crt_list(certs, settings, out)
+    out.files[data_file(data, "hosts_map")] = "".join(f"{line}\n" for line in sorted(exact)).encode()
+    out.files[data_file(data, "wildcards_map")] = "".join(f"{line}\n" for line in sorted(wild)).encode()
+    out.files[data_file(data, "crt_list")] = _crt_list(certs, settings, out)
     digest = hashlib.sha256("\n".join(skeleton).encode())
     digest.update(json.dumps({k: hashlib.sha256(v).hexdigest() for k, v in sorted(out.files.items())}).encode())
     out.structure = digest.hexdigest()
