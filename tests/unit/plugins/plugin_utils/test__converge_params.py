@@ -61,7 +61,7 @@ def test_the_pool_and_the_options_reach_the_module_and_make_valid_options() -> N
     validated = ArgumentSpecValidator(CONVERGE_ARGS).validate({**params, "certificate_dir": None})
     assert not validated.error_messages
     opts = options_from_params(validated.validated_parameters)
-    assert [settings.weight for _, settings in opts.clusters] == [10, 100]
+    assert [cluster[1].weight for cluster in opts.clusters] == [10, 100]
     assert opts.load_balancer.write_status
     assert opts.max_age == 7200
 
