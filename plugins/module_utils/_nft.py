@@ -263,10 +263,10 @@ def render(table: Mapping[ServiceKey, Service]) -> str:
         for ep in svc.endpoints:
             if not ep.weight:
                 out.append("\t# weight 0: no new connections")
-            family = "ip6" if svc.family == 6 else "ip"
+            nat_family = "ip6" if svc.family == 6 else "ip"
             out += [
                 f"\tchain {svc.endpoint_chain(ep)} {{",
-                f"\t\tmeta l4proto {svc.protocol} dnat {family} to {ep.text}",
+                f"\t\tmeta l4proto {svc.protocol} dnat {nat_family} to {ep.text}",
                 "\t}",
             ]
     out.append("}")
