@@ -38,7 +38,6 @@ from ansible_collections.k8router.edge.plugins.module_utils._state import write_
 
 ALLOCATIONS = "lb-addresses.json"
 RESTORE_FROM = 20  # this many adds or more go to the kernel in one ipvsadm -R
-ENGINES = ("ipvs", "nftables")
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ class LbOptions:
     include_unclassed: bool = False
     write_status: bool = False
     ipvsadm: str = "ipvsadm"
-    engine: str = "ipvs"  # one of ENGINES
+    engine: str = "ipvs"  # or "nftables"
     nft: str = "nft"
 
 

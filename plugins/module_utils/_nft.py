@@ -196,26 +196,36 @@ def desired_table(virtuals: Iterable[Any], owners: Mapping[str, Sequence[str]]) 
     for v in virtuals:
         who = ", ".join(owners.get(v.address, ())) or "no service"
         what = f"{v.protocol} {endpoint_text(v.address, v.port)} ({who})"
-        if v.scheduler not in SCHEDULERS:
-            warnings.append(
-                f"{what}: scheduler {v.scheduler!r} is not available with the nftables engine "
-                f"({', '.join(SCHEDULERS)}); new connections are spread at random by weight"
-            )
-        weights: dict[tuple[str, int], int] = {}
-        for real in v.reals:
-            address = _address(real.address, f"{what}: endpoint address")
-            if _family(address) != _family(v.address):
-                warnings.append(
-                    f"{what}: endpoint {endpoint_text(address, real.port)} is of another address family; left out"
-                )
-                continue
-            weight = (1 if real.weight else 0) if v.scheduler == "rr" else int(real.weight)
-            weights[(address, real.port)] = weights.get((address, real.port), 0) + weight
-        divisor = math.gcd(*weights.values()) or 1
-        endpoints = tuple(Endpoint(a, p, min(w // divisor, MAX_WEIGHT)) for (a, p), w in weights.items())
-        svc = Service(v.protocol, v.address, v.port, endpoints)
+        try:
+            svc = _desired_service(v, what, warnings)
+        except ValueError as exc:
+            warnings.append(f"{what}: not served: {exc}")
+            continue
         table[svc.key] = svc
     return table, warnings
+
+
+def _desired_service(v: Any, what: str, warnings: list[str]) -> Service:
+    if v.scheduler not in SCHEDULERS:
+        warnings.append(
+            f"{what}: scheduler {v.scheduler!r} is not available with the nftables engine "
+            f"({', '.join(SCHEDULERS)}); new connections are spread at random by weight"
+        )
+    family = _family(_address(v.address, "virtual service address"))
+    weights: dict[tuple[str, int], int] = {}
+    for real in v.reals:
+        address = _address(real.address, "endpoint address")
+        if _family(address) != family:
+            warnings.append(
+                f"{what}: endpoint {endpoint_text(address, real.port)} is of another address family; left out"
+            )
+            continue
+        weight = _integer(real.weight, 0, MAX_WEIGHT, f"weight of endpoint {address}")
+        weight = (1 if weight else 0) if v.scheduler == "rr" else weight
+        weights[(address, real.port)] = weights.get((address, real.port), 0) + weight
+    divisor = math.gcd(*weights.values()) or 1
+    endpoints = tuple(Endpoint(a, p, min(w // divisor, MAX_WEIGHT)) for (a, p), w in weights.items())
+    return Service(v.protocol, v.address, v.port, endpoints)
 
 
 # --------------------------------------------------------------------------------------------------------------

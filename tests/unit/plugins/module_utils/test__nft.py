@@ -129,6 +129,17 @@ def test_nothing_unvalidated_reaches_the_model(bad: Any) -> None:
         bad()
 
 
+def test_a_virtual_service_the_model_refuses_is_left_out_with_a_warning_and_the_rest_served() -> None:
+    bad = Virtual("tcp", "10.0.3.6", 0, "wrr", (Real("10.96.0.1", 80, 1),))
+    worse = Virtual("tcp", "10.0.3.7", 80, "wrr", (Real("10.96.0.1; flush ruleset", 80, 1),))
+    table, warnings = desired_table([bad, worse, *VIRTUALS], {"10.0.3.6": ["alpha/ns/zero"]})
+    assert table == golden_table("services")
+    assert warnings == [
+        "tcp 10.0.3.6:0 (alpha/ns/zero): not served: port of 10.0.3.6: 0 is not an integer in 1..65535",
+        "tcp 10.0.3.7:80 (no service): not served: endpoint address: '10.96.0.1; flush ruleset' is not an IP address",
+    ]
+
+
 def live_json(case: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((GOLDEN / f"{case}.json").read_text())
     return data
