@@ -329,7 +329,7 @@ def _run_locked(
         )
         result.services, result.ipvs = lb.services, lb.operations
         if diff and lb.operations:
-            result.diff.append({"before_header": "IPVS (k8router's entries)", "after_header": "IPVS", **lb.diff})
+            result.diff.append({"before_header": lb.diff_header, "after_header": lb.diff_header, **lb.diff})
         result.warnings.extend(lb.warnings)
         result.changed = result.changed or lb.changed
     if rendered_only:

@@ -1,6 +1,7 @@
 # Copyright: k8router.edge contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The L4 half of a run: LoadBalancer services -> addresses -> IPVS, by diff, and the Service status."""
+"""The L4 half of a run: LoadBalancer services -> addresses -> IPVS by diff, or k8router's nftables table, and the
+Service status."""
 
 from __future__ import annotations
 
@@ -24,7 +25,10 @@ from ansible_collections.k8router.edge.plugins.module_utils._ipvs import (
     plan,
 )
 from ansible_collections.k8router.edge.plugins.module_utils._model import ClusterSettings, ClusterSnapshot
+from ansible_collections.k8router.edge.plugins.module_utils._nft import NftDriver, NftError
+from ansible_collections.k8router.edge.plugins.module_utils._nft import plan as nft_plan
 from ansible_collections.k8router.edge.plugins.module_utils._services import (
+    LbPlan,
     LbSettings,
     plan_services,
     pool_contains,
@@ -45,6 +49,8 @@ class LbOptions:
     include_unclassed: bool = False
     write_status: bool = False
     ipvsadm: str = "ipvsadm"
+    engine: str = "ipvs"  # or "nftables"
+    nft: str = "nft"
 
 
 @dataclass
@@ -52,6 +58,7 @@ class LbResult:
     changed: bool = False
     operations: list[str] = field(default_factory=list)
     diff: dict[str, str] = field(default_factory=dict)
+    diff_header: str = "IPVS (k8router's entries)"
     services: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -108,6 +115,18 @@ def converge_lb(
         result.services.append(
             {"service": key, "address": address, "ports": [f"{p.port}/{p.protocol}" for p in svc.ports]}
         )
+    if opts.engine == "nftables":
+        return _converge_nft(
+            opts,
+            clusters,
+            lb,
+            previous=previous,
+            result=result,
+            state_dir=state_dir,
+            runner=runner,
+            stdin_runner=stdin_runner,
+            check_mode=check_mode,
+        )
     driver = IpvsDriver(runner, opts.ipvsadm, restore_runner=stdin_runner)
     pool = opts.settings.pool
 
@@ -133,6 +152,20 @@ def converge_lb(
             _apply(driver, ops)
         except IpvsError as exc:
             raise K8RouterError(f"IPVS: {exc}") from exc
+    _record(opts, clusters, lb, previous=previous, result=result, state_dir=state_dir)
+    return result
+
+
+def _record(
+    opts: LbOptions,
+    clusters: Sequence[tuple[ClusterSource, ClusterSettings]],
+    lb: LbPlan,
+    *,
+    previous: Mapping[str, str],
+    result: LbResult,
+    state_dir: str,
+) -> None:
+    """After the kernel took the table: keep the allocations, publish the addresses."""
     if lb.addresses != previous:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         write_atomic(os.path.join(state_dir, ALLOCATIONS), json.dumps(lb.addresses, sort_keys=True).encode(), 0o600)
@@ -144,4 +177,42 @@ def converge_lb(
                 publish_address(sources[cluster], namespace, name, address)
             except ClusterReadError as exc:
                 result.warnings.append(str(exc))
+
+
+def _converge_nft(
+    opts: LbOptions,
+    clusters: Sequence[tuple[ClusterSource, ClusterSettings]],
+    lb: LbPlan,
+    *,
+    previous: Mapping[str, str],
+    result: LbResult,
+    state_dir: str,
+    runner: Callable[[Sequence[str]], tuple[int, str, str]],
+    stdin_runner: Callable[[Sequence[str], str], tuple[int, str, str]] | None,
+    check_mode: bool,
+) -> LbResult:
+    """The nftables engine: k8router's whole table, replaced in one transaction when it differs (see _nft)."""
+    owners: dict[str, list[str]] = {}
+    for key, address in sorted(lb.addresses.items()):
+        owners.setdefault(address, []).append(key)
+    driver = NftDriver(runner, stdin_runner, opts.nft)
+    try:
+        table = nft_plan(driver, lb.virtuals, lb.frozen, owners)
+    except (NftError, ValueError) as exc:
+        raise K8RouterError(f"nftables: {exc}") from exc
+    result.warnings.extend(table.warnings)
+    result.diff = {"before": table.before, "after": table.after}
+    result.diff_header = "nftables (table inet k8router_lb)"
+    result.operations = table.operations
+    result.changed = (
+        bool(table.operations) or lb.addresses != previous or (opts.write_status and bool(lb.status_writes))
+    )
+    if check_mode:
+        return result
+    if table.operations:
+        try:
+            driver.apply(table.text)
+        except NftError as exc:
+            raise K8RouterError(f"nftables: {exc}") from exc
+    _record(opts, clusters, lb, previous=previous, result=result, state_dir=state_dir)
     return result

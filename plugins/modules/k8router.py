@@ -92,8 +92,13 @@ options:
         default: [systemctl, reload, haproxy]
   load_balancer:
     description:
-      - Serve LoadBalancer services with IPVS on the router (NAT to each offering cluster's service cluster IP).
-      - Only virtual services on addresses of O(load_balancer.pool) are k8router's; other IPVS entries are left alone.
+      - Serve LoadBalancer services on the router with IPVS or nftables (NAT to each offering cluster's service
+        cluster IP).
+      - With IPVS, only virtual services on addresses of O(load_balancer.pool) are k8router's; other IPVS entries are
+        left alone.
+      - With nftables, k8router owns the table C(inet k8router_lb) and nothing else; it is replaced in one
+        transaction, validated with C(nft -c) first, whenever it differs from what k8router would write (also
+        after a change by hand).
     type: dict
     suboptions:
       pool:
@@ -117,7 +122,7 @@ options:
         type: bool
         default: false
       schedulers:
-        description: IPVS schedulers a service may ask for with the annotation C(k8router.edge/scheduler).
+        description: Schedulers a service may ask for with the annotation C(k8router.edge/scheduler).
         type: list
         elements: str
         default: [rr, wrr, lc, wlc, sh, mh]
@@ -129,6 +134,19 @@ options:
         description: The ipvsadm binary.
         type: str
         default: ipvsadm
+      engine:
+        description:
+          - C(ipvs) programs IPVS virtual services; C(nftables) is for kernels without C(ip_vs).
+          - With C(nftables) each service picks an endpoint for a new connection at random, by weight (a weight of 0
+            gets none); the schedulers C(rr) (equal shares) and C(wrr) (shares by weight) are honoured, any other is
+            warned about per service and served as C(wrr).
+        type: str
+        choices: [ipvs, nftables]
+        default: ipvs
+      nft:
+        description: The nft binary (engine C(nftables)).
+        type: str
+        default: nft
   lock_timeout:
     description: Seconds to wait for another run to finish before failing with a clear message.
     type: float
@@ -222,7 +240,7 @@ services:
   type: list
   elements: dict
 ipvs:
-  description: IPVS changes made (or, in check mode, that would be made).
+  description: L4 changes made (or, in check mode, that would be made), to IPVS or to the nftables table.
   returned: always
   type: list
   elements: str
