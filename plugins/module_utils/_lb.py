@@ -25,7 +25,9 @@ from ansible_collections.k8router.edge.plugins.module_utils._ipvs import (
 )
 from ansible_collections.k8router.edge.plugins.module_utils._model import ClusterSettings, ClusterSnapshot
 from ansible_collections.k8router.edge.plugins.module_utils._services import (
+    LbPlan,
     LbSettings,
+    Virtual,
     plan_services,
     pool_contains,
     served,
@@ -57,6 +59,7 @@ class LbResult:
 
 
 def _load(state_dir: str) -> dict[str, str]:
+    """The allocations of the last run (only to report what changed: never an input of the allocation)."""
     try:
         with open(os.path.join(state_dir, ALLOCATIONS), encoding="utf-8") as handle:
             data = json.load(handle)
@@ -65,12 +68,33 @@ def _load(state_dir: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def desired_table(virtuals: Sequence[Any]) -> dict[tuple[str, str, int], VirtualService]:
+def desired_table(virtuals: Sequence[Virtual], warnings: list[str]) -> dict[tuple[str, str, int], VirtualService]:
+    """The IPVS table of ``virtuals``; one the IPVS model refuses is reported and left out (never raised)."""
     table: dict[tuple[str, str, int], VirtualService] = {}
     for v in virtuals:
-        reals = tuple(RealServer(r.address, r.port, r.weight) for r in v.reals)
-        table[(v.protocol, v.address, v.port)] = VirtualService(v.protocol, v.address, v.port, v.scheduler, reals)
+        try:
+            reals = tuple(RealServer(r.address, r.port, r.weight) for r in v.reals)
+            table[(v.protocol, v.address, v.port)] = VirtualService(v.protocol, v.address, v.port, v.scheduler, reals)
+        except ValueError as exc:
+            warnings.append(f"IPVS: virtual service {v.protocol} {v.address}:{v.port} left out: {exc}")
     return table
+
+
+def plan_lb(
+    opts: LbOptions, settings: Sequence[ClusterSettings], snapshots: Mapping[str, ClusterSnapshot]
+) -> tuple[LbPlan, list[dict[str, Any]]]:
+    """The services of this router set, their addresses and virtual services, and the ``services`` rows. Pure."""
+    weights = {cfg.name: (0 if cfg.state == "drain" else cfg.weight) for cfg in settings if cfg.state != "offline"}
+    services = served([s for snap in snapshots.values() for s in snap.services], opts.classes, opts.include_unclassed)
+    lb = plan_services(services, opts.settings, weights)
+    ports: dict[str, list[str]] = {}
+    for v in lb.virtuals:
+        ports.setdefault(v.address, []).append(f"{v.port}/{v.protocol}")
+    rows = [
+        {"service": key, "address": address, "ports": ports.get(address, [])}
+        for key, address in sorted(lb.addresses.items())
+    ]
+    return lb, rows
 
 
 def _apply(driver: IpvsDriver, ops: Sequence[Op]) -> None:
@@ -97,25 +121,17 @@ def converge_lb(
 ) -> LbResult:
     """Allocate, plan IPVS against the kernel's table (only entries in the pool are k8router's), apply, publish."""
     result = LbResult()
-    settings = [pair[1] for pair in clusters]
-    weights = {cfg.name: (0 if cfg.state == "drain" else cfg.weight) for cfg in settings if cfg.state != "offline"}
-    services = served([s for snap in snapshots.values() for s in snap.services], opts.classes, opts.include_unclassed)
-    previous = _load(state_dir)
-    lb = plan_services(services, opts.settings, previous, weights)
+    lb, result.services = plan_lb(opts, [pair[1] for pair in clusters], snapshots)
     result.warnings.extend(lb.problems)
-    for key, address in sorted(lb.addresses.items()):
-        svc = next(s for s in services if s.key == key)
-        result.services.append(
-            {"service": key, "address": address, "ports": [f"{p.port}/{p.protocol}" for p in svc.ports]}
-        )
+    previous = _load(state_dir)
     driver = IpvsDriver(runner, opts.ipvsadm, restore_runner=stdin_runner)
     pool = opts.settings.pool
 
     def owned(key: tuple[str, str, int]) -> bool:
-        return pool_contains(pool, key[1]) and key[1] not in lb.frozen
+        return pool_contains(pool, key[1])
 
+    desired = desired_table(lb.virtuals, result.warnings)
     try:
-        desired = desired_table(lb.virtuals)
         current = driver.current()
         ops = plan(desired, current, owned)
     except (IpvsError, ValueError) as exc:
