@@ -24,6 +24,7 @@ from ansible_collections.k8router.edge.plugins.module_utils._services import (
     SCHEDULER_ANNOTATION,
     LbService,
     ServicePortSpec,
+    shown,
 )
 
 try:
@@ -167,7 +168,7 @@ def load_balancer_services(cluster: str, services: Sequence[Any]) -> tuple[list[
         spec, meta = svc.spec, svc.metadata
         if spec is None or meta is None or spec.type != "LoadBalancer":
             continue
-        where = f"service {meta.namespace}/{meta.name}"
+        where = f"service {shown(meta.namespace)}/{shown(meta.name)}"
         if not spec.cluster_ip or spec.cluster_ip == "None":
             warnings.append(f"{where}: no cluster IP; not served")
             continue

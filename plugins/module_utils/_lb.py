@@ -153,11 +153,23 @@ def converge_lb(
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         write_atomic(os.path.join(state_dir, ALLOCATIONS), json.dumps(lb.addresses, sort_keys=True).encode(), 0o600)
     if opts.write_status:
-        sources = {pair[0].name: pair[0] for pair in clusters}
-        for key, address in sorted(lb.status_writes.items()):
-            cluster, namespace, name = key.split("/", 2)
-            try:
-                publish_address(sources[cluster], namespace, name, address)
-            except ClusterReadError as exc:
-                result.warnings.append(str(exc))
+        result.warnings.extend(publish(lb, [pair[0] for pair in clusters]))
     return result
+
+
+def publish(lb: LbPlan, sources: Sequence[ClusterSource]) -> list[str]:
+    """Write each planned address into its Service's status (only the router set that owns the classes does).
+
+    ``lb.status_writes`` never holds a Service whose status names an address outside the pool: another
+    owner's status is reported by the planner and left alone. A write that fails is a warning; the next run
+    writes again.
+    """
+    warnings = []
+    by_name = {source.name: source for source in sources}
+    for key, address in sorted(lb.status_writes.items()):
+        cluster, namespace, name = key.split("/", 2)
+        try:
+            publish_address(by_name[cluster], namespace, name, address)
+        except ClusterReadError as exc:
+            warnings.append(str(exc))
+    return warnings
