@@ -409,6 +409,12 @@ def _refusal(
         return f"{holder.key} holds it and two services of one cluster cannot share an address"
     if member.ports != holder.ports:
         return f"{holder.key} holds it with other ports and protocols"
+    version = ipaddress.ip_address(address).version
+    same = next((g for g in group if g.cluster_ip(version) == member.cluster_ip(version)), None)
+    if same is not None:
+        return (
+            f"its cluster IP {member.cluster_ip(version)} is also {same.key}'s (the clusters' service ranges overlap)"
+        )
     return None
 
 

@@ -545,11 +545,13 @@ def lb_service(api: k8s.ApiClient, name: str, annotations: dict[str, str] | None
         "spec": {"type": "LoadBalancer", "loadBalancerClass": LB_CLASS, "allocateLoadBalancerNodePorts": False,
                  "ports": [{"name": "p", "port": port, "protocol": "TCP"}]},
     }  # fmt: skip
-    k8s.CoreV1Api(api).create_namespaced_service(LB_NS, body)
+    service = k8s.V1Service.from_dict(body)
+    assert service is not None
+    k8s.CoreV1Api(api).create_namespaced_service(LB_NS, service)
 
 
 def lb_params(world: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    params = json.loads(json.dumps(world["params"]))
+    params: dict[str, Any] = json.loads(json.dumps(world["params"]))
     params["load_balancer"] = {
         **{k: v.get("default") for k, v in CONVERGE_ARGS["load_balancer"]["options"].items()},
         "pool": LB_POOL, "classes": [LB_CLASS], **extra,
@@ -622,9 +624,10 @@ def test_hostile_services_are_reported_and_stop_nothing(
 
     def runner(argv: Sequence[str]) -> tuple[int, str, str]:
         if argv[0] == "ipvsadm":
-            proc = netns_exec(haproxy.ns, *argv)
-            return proc.returncode, proc.stdout, proc.stderr
-        return local_runner(argv)
+            proc: subprocess.CompletedProcess[str] = netns_exec(haproxy.ns, *argv)
+        else:
+            proc = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
 
     with new_host(world, "l4-run.example.com"):
         if ipvs_here:

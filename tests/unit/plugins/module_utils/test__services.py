@@ -59,6 +59,16 @@ def test_lowest_free_addresses_in_creation_order() -> None:
     assert second.addresses == {**first.addresses, "alpha/ns/aaa": "192.0.2.3"}
 
 
+def test_without_published_status_a_deletion_moves_the_newer_services() -> None:
+    """What write_status is for: with nothing published, the allocation follows the creation order alone."""
+    web = svc("alpha", "web", created="2024-01-01T00:00:00Z")
+    db = svc("beta", "db", created="2024-01-02T00:00:00Z")
+    assert plan_services([web, db], LB, WEIGHTS).addresses["beta/ns/db"] == "192.0.2.2"
+    assert plan_services([db], LB, WEIGHTS).addresses["beta/ns/db"] == "192.0.2.1"
+    published = svc("beta", "db", created="2024-01-02T00:00:00Z", status=("192.0.2.2",))
+    assert plan_services([published], LB, WEIGHTS).addresses["beta/ns/db"] == "192.0.2.2"
+
+
 def test_published_status_is_the_truth() -> None:
     """Published addresses hold whatever the creation order says; only the rest is allocated."""
     web = svc("alpha", "web", created="2024-01-01T00:00:00Z", status=("192.0.2.4",))
@@ -192,6 +202,16 @@ MIGRATION = [
     ("192.0.2.4", "192.0.2.3", (("metallb.io/loadBalancerIPs", "192.0.2.4"),), "192.0.2.4",
      ["spec.loadBalancerIP ('192.0.2.3') disagrees with k8router.edge/address ('192.0.2.4'); using "
       "k8router.edge/address"]),
+    (None, None, (("kube-vip.io/loadbalancerIPs", "192.0.2.6"), ("metallb.universe.tf/loadBalancerIPs", "192.0.2.5")),
+     "192.0.2.5",
+     ["kube-vip.io/loadbalancerIPs ('192.0.2.6') disagrees with metallb.universe.tf/loadBalancerIPs ('192.0.2.5'); "
+      "using metallb.universe.tf/loadBalancerIPs"]),
+    (None, "192.0.2.6", (("lbipam.cilium.io/ips", "192.0.2.5"), ("kube-vip.io/loadbalancerIPs", "192.0.2.5")),
+     "192.0.2.5",
+     ["spec.loadBalancerIP ('192.0.2.6') disagrees with kube-vip.io/loadbalancerIPs ('192.0.2.5'); "
+      "using kube-vip.io/loadbalancerIPs"]),
+    (None, None, (("metallb.io/loadBalancerIPs", "192.0.2.5"), ("metallb.universe.tf/loadBalancerIPs", "192.0.2.5")),
+     "192.0.2.5", []),
     (None, None, (("lbipam.cilium.io/ips", "192.0.2.6"), ("metallb.io/loadBalancerIPs", "192.0.2.5")), "192.0.2.5",
      ["lbipam.cilium.io/ips ('192.0.2.6') disagrees with metallb.io/loadBalancerIPs ('192.0.2.5'); using "
       "metallb.io/loadBalancerIPs"]),
@@ -287,4 +307,18 @@ def test_bad_cluster_ip_and_names() -> None:
     assert plan.problems == [
         "service alpha/ns/bad: cluster IP '10.96.0.300' is not an IP address (one per family); not served",
         "service 'alpha'/'ns'/'Bad Name\\n': names are not DNS labels; not served",
+    ]
+
+
+def test_clusters_with_overlapping_service_ranges_cannot_share_an_address() -> None:
+    """Found by the property test: two identical real servers made IPVS refuse the whole virtual service."""
+    services = [
+        svc("alpha", "dns", requested="192.0.2.5", ip="10.96.0.10"),
+        svc("beta", "dns", requested="192.0.2.5", ip="10.96.0.10"),
+    ]
+    plan = plan_services(services, LB, WEIGHTS)
+    assert plan.virtuals == [Virtual("tcp", "192.0.2.5", 80, "wrr", (Real("10.96.0.10", 80, 100),))]
+    assert plan.problems == [
+        "service beta/ns/dns: requested address 192.0.2.5 refused: its cluster IP 10.96.0.10 is also alpha/ns/dns's "
+        "(the clusters' service ranges overlap); not served"
     ]
