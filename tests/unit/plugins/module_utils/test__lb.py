@@ -16,6 +16,7 @@ import kubernetes.client as k8s
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ansible_collections.k8router.edge.plugins.module_utils import _nft
 from ansible_collections.k8router.edge.plugins.module_utils._cluster import load_balancer_services
 from ansible_collections.k8router.edge.plugins.module_utils._ipvs import plan
 from ansible_collections.k8router.edge.plugins.module_utils._lb import LbOptions, desired_table, plan_lb
@@ -206,6 +207,85 @@ def check_argv(argv: tuple[str, ...], cluster_ip_values: set[str]) -> None:
     assert set(argv) - _FLAGS == {argv[2], rest[1], rest[4]}, argv
 
 
+_NFT_WORDS = {
+    "table",
+    "inet",
+    "k8router_lb",
+    "{}",
+    "delete",
+    "{",
+    "}",
+    "map",
+    "services4",
+    "services6",
+    "type",
+    "ipv4_addr",
+    "ipv6_addr",
+    ".",
+    "inet_proto",
+    "inet_service",
+    ":",
+    "verdict",
+    "elements",
+    "=",
+    "goto",
+    "chain",
+    "prerouting",
+    "output",
+    "nat",
+    "hook",
+    "priority",
+    "dstnat;",
+    "-100;",
+    "policy",
+    "accept;",
+    "jump",
+    "services",
+    "ip",
+    "ip6",
+    "daddr",
+    "meta",
+    "l4proto",
+    "th",
+    "dport",
+    "vmap",
+    "@services4",
+    "@services6",
+    "numgen",
+    "random",
+    "mod",
+    "dnat",
+    "to",
+    "reject",
+    "#",
+    "weight",
+    "0:",
+    "no",
+    "new",
+    "connections",
+    "tcp",
+    "udp",
+    "sctp",
+}
+_NFT_CHAIN = re.compile(r"(svc|ep)-(tcp|udp|sctp)-[0-9a-f.]+-\d+(-[0-9a-f.]+-\d+)?")
+
+
+def check_nft_text(text: str, cluster_ip_values: set[str]) -> None:
+    """Every word of the nft transaction is a keyword, a number, a chain name of the renderer's shape, a pool address
+    (in a map element) or a checked cluster IP (a DNAT target): nothing a Service said reaches nft as it was."""
+    for word in text.replace(",", " ").split():
+        if word in _NFT_WORDS or re.fullmatch(r"\d+(-\d+)?", word) or _NFT_CHAIN.fullmatch(word):
+            continue
+        if word.startswith("[") and "]:" in word:  # [v6]:port
+            address, port = word[1:].rsplit("]:", 1)
+        elif word.count(":") == 1:  # v4:port
+            address, port = word.split(":")
+        else:  # an address of a map element
+            assert pool_contains(POOL, word) and ipaddress.ip_address(word).compressed == word, word
+            continue
+        assert address in cluster_ip_values and port.isdigit() and 1 <= int(port) <= 65535, word
+
+
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(["alpha", "beta", "gamma"]), services()), max_size=12))
 def test_hostile_services_never_stop_the_planning_and_only_validated_words_reach_ipvsadm(
@@ -238,6 +318,10 @@ def test_hostile_services_never_stop_the_planning_and_only_validated_words_reach
     ips = {ipaddress.ip_address(a).compressed for s in read for a in (s.cluster_ip, *s.cluster_ips) if _is_ip(a)}
     for argv in all_ops_argv(table):
         check_argv(argv, ips)
+    # and the words nft would get, from the same plan
+    nft_table, nft_warnings = _nft.desired_table(lb.virtuals, {})
+    assert nft_warnings == [] or all("scheduler" in w for w in nft_warnings), nft_warnings
+    check_nft_text(_nft.transaction(nft_table), ips)
     # every Service of this set left out is named in a warning
     for s in read:
         if s.load_balancer_class == "other" or s.key in lb.addresses:
