@@ -3,8 +3,9 @@
 # collections directory that holds only the dependencies galaxy.yml declares (copied from the ansible
 # package's tree given as $1, no Galaxy), run from a venv that holds only ansible-core (the pin of
 # requirements.txt). There, with no other collection and no ansible.cfg in reach: ansible-doc renders every
-# documented plugin and every role, and every shipped playbook passes --syntax-check. The archive must hold
-# the RBAC manifest and nothing of the lab, and every collection the shipped files name must be declared.
+# plugin (a filter or test without its plugins/<type>/<name>.yml fails) and every role, and every shipped
+# playbook passes --syntax-check. The archive must hold the RBAC manifest and nothing of the lab, and every
+# collection the shipped files name must be declared.
 #
 # Usage: tests/packaging/check.sh SOURCE_COLLECTIONS  (SOURCE_COLLECTIONS: a directory of <ns>/<name>/)
 # The venv is kept in $K8ROUTER_CACHE/package-venv-<ansible-core version>; $PYTHON_BASE makes it.
@@ -137,6 +138,12 @@ for name, summary in sorted(json.load(open(sys.argv[1])).items()):
         if [ "${entry%% *}" = D ]; then names+=("${entry#* }"); else undocumented+=("$kind ${entry#* }"); fi
       done
       if [ "${#names[@]}" -gt 0 ]; then doc -t "$kind" "${names[@]}" && rendered+=("${names[@]/#/$kind }"); fi
+      # And no documentation of a plugin that no file exports (a filter renamed or removed): ansible-doc never reads it.
+      for file in "$dir"*.yml "$dir"*.yaml; do
+        [ -e "$file" ] || continue
+        base=$(basename "$file")
+        case " ${names[*]} " in *" $self.${base%.*} "*) ;; *) fail "plugins/$kind/$base documents no $kind of $self" ;; esac
+      done
       continue
       ;;
     become | cache | callback | cliconf | connection | httpapi | inventory | lookup | netconf | shell | strategy | vars)
@@ -156,6 +163,9 @@ for name, summary in sorted(json.load(open(sys.argv[1])).items()):
   rendered+=("${names[@]/#/$type }")
 done
 [ "${#rendered[@]}" -gt 0 ] || fail "no plugin of $self rendered"
+# A filter or test file exports several plugins; ansible-doc finds each one's documentation in plugins/<type>/<name>.yml.
+[ "${#undocumented[@]}" -eq 0 ] \
+  || fail "loaded but undocumented (each needs its plugins/<type>/<name>.yml): $(printf '%s, ' "${undocumented[@]}" | sed 's/, $//')"
 
 # --- Every role (its argument specs), every playbook.
 roles=()
@@ -184,5 +194,4 @@ echo "packaging: $(basename "$archive") ($(wc -l <"$tmp/contents") entries) inst
   "into ansible-core $core alone"
 echo "packaging: ansible-doc rendered ${#rendered[@]} plugins and ${#roles[@]} roles; --syntax-check passed for" \
   "${playbooks[*]}"
-[ "${#undocumented[@]}" -eq 0 ] || echo "packaging: loaded but undocumented: ${undocumented[*]}"
 echo "packaging: passed in $(($(date +%s) - start)) s"
