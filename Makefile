@@ -17,9 +17,9 @@ SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule
 help:
 	@echo "make lab        bring up the local lab and converge it"
 	@echo "make lab-down   remove the lab (caches stay)"
-	@echo "make test       everything: lint, sanity, unit, integration, molecule, a lab smoke run"
+	@echo "make test       everything: lint, sanity, the built package, unit, integration, molecule, a lab smoke run"
 	@echo "make bench      every benchmark, with a table of the figures (the lab ones need make lab)"
-	@echo "make lint | sanity | unit | integration | molecule | lab-smoke | images | k8s-bins | venv"
+	@echo "make lint | sanity | package | unit | integration | molecule | lab-smoke | images | k8s-bins | venv"
 
 $(VENV)/.stamp: requirements.txt
 	@test -x $(PYTHON_BASE) || { echo "need Python 3.12 at $(PYTHON_BASE) (set PYTHON_BASE=...)"; exit 1; }
@@ -66,6 +66,12 @@ sanity: venv
 	git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -C $(SANITY_ROOT) -xf -
 	cd $(SANITY_ROOT) && ansible-test sanity --local --python 3.12 --color no
 
+# The built collection installed offline, as a user would, beside only ansible-core and the dependencies galaxy.yml
+# declares (copied from the ansible package, no Galaxy); ansible-doc and --syntax-check there (tests/packaging/check.sh).
+.PHONY: package
+package: venv
+	PYTHON_BASE=$(PYTHON_BASE) tests/packaging/check.sh $(VENV)/lib/python3.12/site-packages/ansible_collections
+
 .PHONY: unit
 unit: venv host-packages
 	pytest -q tests/unit
@@ -98,7 +104,7 @@ lab-scenarios:
 	for s in $(LAB_SMOKE_SCENARIOS); do echo "lab scenario $$s:"; python lab/lab.py scenario $$s; done
 
 .PHONY: test
-test: lint sanity unit integration molecule lab-smoke
+test: lint sanity package unit integration molecule lab-smoke
 	@echo "make test: all checks passed"
 
 .PHONY: lab

@@ -26,7 +26,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 MANAGED_BY = "kubelab"
-RBAC_FILE = Path(__file__).resolve().parent / "rbac" / "k8router.yaml"
+RBAC_FILE = Path(__file__).resolve().parent.parent / "rbac" / "k8router.yaml"  # the manifest the collection ships
 K8ROUTER_NAMESPACE = "k8router-system"
 K8ROUTER_SERVICE_ACCOUNT = "k8router"
 K8ROUTER_POD_READER_ROLE = "k8router:pod-reader"
@@ -393,7 +393,8 @@ def create_ingress(
 def load_rbac_documents(
     pod_namespaces: Sequence[str] = ("ingress-nginx",), path: Path = RBAC_FILE
 ) -> list[dict[str, Any]]:
-    """``lab/rbac/k8router.yaml`` with its pod-reader Role + RoleBinding repeated for each ``pod_namespaces``."""
+    """``rbac/k8router.yaml``, the shipped manifest, with its pod-reader Role + RoleBinding repeated for each
+    ``pod_namespaces``."""
     docs = [d for d in yaml.safe_load(path.read_text())["items"] if d]
     out: list[dict[str, Any]] = []
     for doc in docs:

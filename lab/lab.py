@@ -195,8 +195,8 @@ class Parts:
 
 
 def router_requirements() -> list[str]:
-    defaults = yaml.safe_load((REPO / "roles" / "router" / "defaults" / "main.yml").read_text())
-    return [str(r) for r in defaults.get("router_converge_requirements", [])]
+    defaults = yaml.safe_load((REPO / "roles" / "converge" / "defaults" / "main.yml").read_text())
+    return [str(r) for r in defaults.get("converge_requirements", [])]
 
 
 def wheelhouse() -> Path:
@@ -206,7 +206,7 @@ def wheelhouse() -> Path:
     """
     reqs = router_requirements()
     if not reqs:
-        raise LabFailure("roles/router/defaults/main.yml: router_converge_requirements is empty")
+        raise LabFailure("roles/converge/defaults/main.yml: converge_requirements is empty")
     target = CACHE / "wheels" / hashlib.sha256(" ".join(reqs).encode()).hexdigest()[:12]
     if target.is_dir():
         return target
@@ -463,14 +463,6 @@ def write_inventory(clusters: Mapping[str, kubelab.Cluster], parts: Parts) -> No
         inv / "group_vars" / "all.yml",
         {"lab_dir": str(LAB_DIR), "lab_gateway": GATEWAY, "lab_calico_node": bool(parts.calico_bin)},
     )
-    k8router_clusters = [
-        {
-            "name": s.name,
-            "kubeconfig": f"/etc/k8router/kubeconfig/{s.name}",
-            "state": cluster_state.get(s.name, "active"),
-        }
-        for s in CLUSTERS
-    ]
     write_yaml(
         inv / "group_vars" / "routers.yml",
         {
@@ -487,22 +479,18 @@ def write_inventory(clusters: Mapping[str, kubelab.Cluster], parts: Parts) -> No
                         f"{{{{ lookup('ansible.builtin.file', '{tokens / (s.name + '-api-check.pem')}') }}}}"
                     ),
                     "control_plane": [{"name": f"kubelab-{s.name}", "address": GATEWAY}],
+                    # k8router's own credential and its options for the cluster (the converge role ships them).
+                    "kubeconfig": str(tokens / f"{s.name}-k8router.kubeconfig"),
+                    "k8router": {"state": cluster_state.get(s.name, "active")},
                 }
                 for s in CLUSTERS
             ],
             # The periodic k8router run on each router, as in production.
-            "router_converge_timer": True,
-            "router_converge_interval": CONVERGE_INTERVAL,
-            "router_converge_wheelhouse": parts.wheelhouse,
-            "router_converge_kubeconfigs": {s.name: str(tokens / f"{s.name}-k8router.kubeconfig") for s in CLUSTERS},
-            "router_converge_certificates": sorted(str(p) for p in certs_dir().glob("*.pem")),
-            "router_converge_vars": {
-                "k8router_clusters": k8router_clusters,
-                "k8router_certificate_dir": "/etc/k8router/certificates",
-            },
-            # The same run from the controller (playbooks/converge.yml), as CI would start it.
-            "k8router_clusters": k8router_clusters,
-            "k8router_certificate_dir": "/etc/k8router/certificates",
+            "converge_interval": CONVERGE_INTERVAL,
+            "converge_wheelhouse": parts.wheelhouse,
+            "converge_certificates": sorted(str(p) for p in certs_dir().glob("*.pem")),
+            # No L4 yet: the routers share the host's kernel, which has no IPVS.
+            "converge_lb_pool": [],
         },
     )
     write_yaml(

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ansible.errors import AnsibleFilterError
+
 from ansible_collections.k8router.edge.plugins.module_utils._credentials import token_expiry, without_token
 from ansible_collections.k8router.edge.plugins.module_utils._layout import haproxy_files
 from ansible_collections.k8router.edge.plugins.module_utils._net import bird_name, interface_networks, pool_addresses
@@ -14,6 +16,10 @@ from ansible_collections.k8router.edge.plugins.module_utils._routerset import (
     INVENTORY_FIELDS,
     resolve_clusters,
     router_set_errors,
+)
+from ansible_collections.k8router.edge.plugins.plugin_utils._converge_params import (
+    ConvergeParamsError,
+    converge_params,
 )
 
 # Host variables naming a node's address, most specific first.
@@ -42,6 +48,13 @@ def _resolve_clusters(
     return resolve_clusters(clusters, groups, addresses, inventory_vars)
 
 
+def _converge_params(clusters: Sequence[Mapping[str, Any]], **kwargs: Any) -> dict[str, Any]:
+    try:
+        return converge_params(clusters, **kwargs)
+    except ConvergeParamsError as exc:
+        raise AnsibleFilterError(str(exc)) from None
+
+
 class FilterModule:
     """Router role filters."""
 
@@ -55,4 +68,5 @@ class FilterModule:
             "token_expiry": token_expiry,
             "kubeconfig_without_token": without_token,
             "haproxy_files": haproxy_files,
+            "converge_params": _converge_params,
         }

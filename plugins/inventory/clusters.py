@@ -19,6 +19,12 @@ description:
     C(k8router_cluster_pod_cidrs) (given, or covering the nodes' pod CIDRs),
     C(k8router_cluster_service_cidrs) (given, or read from the cluster's ServiceCIDR objects),
     C(k8router_cluster_bgp_as) and C(k8router_cluster_api_vip) (given).
+  - Group variable of C(all) C(k8router_inventory_clusters), every configured cluster (read or not) as an
+    entry of the C(k8router.edge.router) role's C(router_clusters), which is that role's default, so each
+    cluster is described once, here. An entry holds C(name), C(kubeconfig) (the same credential serves the
+    periodic run; the RBAC of C(rbac/k8router.yaml) reads nodes), the given C(bgp_as), C(api_vip),
+    C(pod_cidrs), C(service_cidrs), C(context) (as C(k8router.context)) and whatever the cluster's
+    C(router) mapping holds (C(ca_cert), C(api_port), C(k8router), ...), never templated.
   - Nothing read from a cluster is ever templated. ansible-core (2.19 and later) trusts no string an
     inventory plugin sets, and this plugin marks none as trusted.
   - A cluster that cannot be read is reported with a warning naming it and the reason, and the others
@@ -40,8 +46,8 @@ options:
       - The clusters, each a mapping with C(name) (a DNS label, required), C(kubeconfig) (path,
         required), C(context), C(control_plane_selector) (label selector, default
         C(node-role.kubernetes.io/control-plane)), C(worker_selector) (default
-        C(!node-role.kubernetes.io/control-plane)), C(pod_cidrs), C(service_cidrs), C(bgp_as) and
-        C(api_vip).
+        C(!node-role.kubernetes.io/control-plane)), C(pod_cidrs), C(service_cidrs), C(bgp_as),
+        C(api_vip) and C(router) (a mapping of the cluster's other C(router_clusters) fields but C(name)).
     type: list
     elements: dict
     required: true
@@ -60,6 +66,12 @@ clusters:
     bgp_as: 64512
     api_vip: 192.0.2.250
     pod_cidrs: [10.244.0.0/16]
+    router:
+      api_port: 6443
+      ca_cert: |
+        -----BEGIN CERTIFICATE-----
+        ...
+      k8router: {weight: 100, ingress_classes: [nginx]}
   - name: beta
     kubeconfig: /etc/k8router/beta.kubeconfig
     context: k8router@beta
@@ -81,6 +93,7 @@ from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 from ansible_collections.k8router.edge.plugins.plugin_utils._clusters import (
+    INVENTORY_CLUSTERS,
     ClusterConfig,
     ClusterRead,
     ConfigError,
@@ -201,7 +214,13 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 self.inventory.add_host(host, group=group)
         for group, variables in model.group_vars.items():
             for key, value in variables.items():
-                self.inventory.set_variable(group, key, value)
+                if group == "all" and key == INVENTORY_CLUSTERS:
+                    # several files of this plugin: one list, a cluster named twice taken from the last file
+                    theirs = self.inventory.groups["all"].get_vars().get(key) or []
+                    names = {entry["name"] for entry in value}
+                    self.inventory.set_variable(group, key, [e for e in theirs if e.get("name") not in names] + value)
+                else:
+                    self.inventory.set_variable(group, key, value)
         strict = self.get_option("strict")
         for host, variables in model.hosts.items():
             for key, value in variables.items():

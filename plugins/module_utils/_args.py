@@ -110,6 +110,8 @@ CONVERGE_ARGS: dict[str, Any] = {
             "schedulers": {"type": "list", "elements": "str", "default": ["rr", "wrr", "lc", "wlc", "sh", "mh"]},
             "default_scheduler": {"type": "str", "default": "wrr"},
             "ipvsadm": {"type": "str", "default": "ipvsadm"},
+            "engine": {"type": "str", "choices": ["ipvs", "nftables"], "default": "ipvs"},
+            "nft": {"type": "str", "default": "nft"},
         },
     },
 }
@@ -267,4 +269,6 @@ def _lb_options(lb: Mapping[str, Any]) -> Any:
         include_unclassed=bool(lb.get("include_unclassed")),
         write_status=bool(lb.get("write_status")),
         ipvsadm=lb.get("ipvsadm") or "ipvsadm",
+        engine=lb.get("engine") or "ipvs",
+        nft=lb.get("nft") or "nft",
     )

@@ -8,6 +8,7 @@ failed (ClusterReadError): never a partial picture.
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,10 +19,12 @@ from ansible_collections.k8router.edge.plugins.module_utils._errors import Clust
 from ansible_collections.k8router.edge.plugins.module_utils._hosts import host_problem
 from ansible_collections.k8router.edge.plugins.module_utils._model import Backend, ClusterSnapshot
 from ansible_collections.k8router.edge.plugins.module_utils._services import (
+    MIGRATION_ANNOTATIONS,
     REQUEST_ANNOTATION,
     SCHEDULER_ANNOTATION,
     LbService,
     ServicePortSpec,
+    shown,
 )
 
 try:
@@ -139,20 +142,44 @@ def _sorted(backends: set[Backend]) -> list[Backend]:
     return sorted(backends, key=lambda b: (b.address, b.port))
 
 
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _created(meta: Any) -> str:
+    stamp = getattr(meta, "creation_timestamp", None)
+    if isinstance(stamp, datetime.datetime):
+        if stamp.tzinfo is not None:
+            stamp = stamp.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return ""
+
+
 def load_balancer_services(cluster: str, services: Sequence[Any]) -> tuple[list[LbService], list[str]]:
-    """The Services of type LoadBalancer, as plain data; a malformed one is skipped with a warning."""
+    """The Services of type LoadBalancer, their values as read (checked by _services.check_service).
+
+    Only what the L4 planner uses is kept: the address and scheduler annotations (ADDRESS_SOURCES),
+    cluster IPs, ports, class, status, uid and creation time. A Service without a cluster IP is skipped
+    with a warning.
+    """
     found: list[LbService] = []
     warnings: list[str] = []
     for svc in services:
         spec, meta = svc.spec, svc.metadata
         if spec is None or meta is None or spec.type != "LoadBalancer":
             continue
-        where = f"service {meta.namespace}/{meta.name}"
+        where = f"service {shown(meta.namespace)}/{shown(meta.name)}"
         if not spec.cluster_ip or spec.cluster_ip == "None":
             warnings.append(f"{where}: no cluster IP; not served")
             continue
-        annotations = meta.annotations or {}
-        ports = tuple(ServicePortSpec(str(p.protocol or "TCP").lower(), int(p.port)) for p in spec.ports or [])
+        annotations = meta.annotations if isinstance(meta.annotations, dict) else {}
+        ports = tuple(
+            ServicePortSpec(
+                str(p.protocol or "TCP").lower(),
+                p.port if isinstance(p.port, int) and not isinstance(p.port, bool) else 0,
+            )
+            for p in spec.ports or []
+        )
         ingress = svc.status.load_balancer.ingress if svc.status and svc.status.load_balancer else None
         found.append(
             LbService(
@@ -162,9 +189,16 @@ def load_balancer_services(cluster: str, services: Sequence[Any]) -> tuple[list[
                 cluster_ip=str(spec.cluster_ip),
                 ports=ports,
                 load_balancer_class=spec.load_balancer_class,
-                requested=annotations.get(REQUEST_ANNOTATION) or spec.load_balancer_ip or None,
-                scheduler=annotations.get(SCHEDULER_ANNOTATION),
-                status=tuple(i.ip for i in ingress or [] if i.ip),
+                requested=_text(annotations.get(REQUEST_ANNOTATION)),
+                scheduler=_text(annotations.get(SCHEDULER_ANNOTATION)),
+                status=tuple(str(i.ip or i.hostname) for i in ingress or [] if i.ip or i.hostname),
+                load_balancer_ip=_text(spec.load_balancer_ip),
+                address_annotations=tuple(
+                    (key, annotations[key]) for key in MIGRATION_ANNOTATIONS if _text(annotations.get(key)) is not None
+                ),
+                cluster_ips=tuple(str(a) for a in spec.cluster_ips or []),
+                uid=str(meta.uid or ""),
+                created=_created(meta),
             )
         )
     return found, warnings

@@ -26,9 +26,14 @@ from ansible_collections.k8router.edge.plugins.module_utils._certs import (
 )
 from ansible_collections.k8router.edge.plugins.module_utils._cluster import ClusterSource, read_clusters
 from ansible_collections.k8router.edge.plugins.module_utils._credentials import CredentialSettings, check_and_renew
-from ansible_collections.k8router.edge.plugins.module_utils._errors import ConfigInvalidError, RuntimeApiError
+from ansible_collections.k8router.edge.plugins.module_utils._errors import (
+    ConfigInvalidError,
+    K8RouterError,
+    RuntimeApiError,
+)
 from ansible_collections.k8router.edge.plugins.module_utils._haproxy import (
     CertEntry,
+    Rendered,
     RenderSettings,
     RuntimeApi,
     Slot,
@@ -315,9 +320,31 @@ def _run_locked(
     )
     applied = store.load_layout()
     desired = render(model, entries, settings, {k: Slot(*v) for k, v in (applied.get("slots") or {}).items()})
-    if opts.load_balancer is not None and not rendered_only:
-        from ansible_collections.k8router.edge.plugins.module_utils._lb import converge_lb  # noqa: PLC0415
+    if rendered_only:
+        result.rendered = {
+            p: ("(certificate and key)" if p.endswith(".pem") else d.decode()) for p, d in desired.files.items()
+        }
+        return result
+    _converge_http(opts, store, result, runner, desired=desired, applied=applied, check_mode=check_mode, diff=diff)
+    if opts.load_balancer is not None:
+        # After the HTTP half: nothing in L4 (a hostile Service, a failing ipvsadm) keeps haproxy from converging.
+        _converge_l4(opts, result, runner, snapshots, stdin_runner=stdin_runner, check_mode=check_mode, diff=diff)
+    return result
 
+
+def _converge_l4(
+    opts: Options,
+    result: Result,
+    runner: Runner,
+    snapshots: Mapping[str, ClusterSnapshot],
+    *,
+    stdin_runner: StdinRunner | None,
+    check_mode: bool,
+    diff: bool,
+) -> None:
+    from ansible_collections.k8router.edge.plugins.module_utils._lb import converge_lb  # noqa: PLC0415
+
+    try:
         lb = converge_lb(
             opts.load_balancer,
             opts.clusters,
@@ -327,16 +354,27 @@ def _run_locked(
             stdin_runner=stdin_runner,
             check_mode=check_mode,
         )
-        result.services, result.ipvs = lb.services, lb.operations
-        if diff and lb.operations:
-            result.diff.append({"before_header": "IPVS (k8router's entries)", "after_header": "IPVS", **lb.diff})
-        result.warnings.extend(lb.warnings)
-        result.changed = result.changed or lb.changed
-    if rendered_only:
-        result.rendered = {
-            p: ("(certificate and key)" if p.endswith(".pem") else d.decode()) for p, d in desired.files.items()
-        }
-        return result
+    except K8RouterError as exc:
+        done = "reloaded" if result.reloaded else "converged"
+        raise K8RouterError(f"{exc} (haproxy is {done}; the L4 half is not)") from exc
+    result.services, result.ipvs = lb.services, lb.operations
+    if diff and lb.operations:
+        result.diff.append({"before_header": lb.diff_header, "after_header": lb.diff_header, **lb.diff})
+    result.warnings.extend(lb.warnings)
+    result.changed = result.changed or lb.changed
+
+
+def _converge_http(
+    opts: Options,
+    store: StateStore,
+    result: Result,
+    runner: Runner,
+    *,
+    desired: Rendered,
+    applied: Mapping[str, Any],
+    check_mode: bool,
+    diff: bool,
+) -> None:
     certs_dir = os.path.join(opts.haproxy.data_dir, CERTS_DIR)
     existing = sorted(os.listdir(certs_dir)) if os.path.isdir(certs_dir) else []
     stale = [
@@ -351,11 +389,11 @@ def _run_locked(
     if diff:
         result.diff.extend(plan.diff(current))
     if check_mode:
-        return result
+        return
     if not plan.changed:
         if applied.get("structure") != desired.structure:
             store.save_layout(desired.layout())  # files already right, layout lost: record it for runtime updates
-        return result
+        return
     if plan.write or plan.remove:
         try:
             _validate(desired.files, opts.haproxy, opts.state_dir, runner)
@@ -371,7 +409,6 @@ def _run_locked(
     result.commands = []
     _apply(plan, desired.structure, opts.haproxy, result, runner)
     store.save_layout(desired.layout())
-    return result
 
 
 def _default_certificate(opts: Options, result: Result) -> bytes | None:

@@ -1,6 +1,7 @@
 # Copyright: k8router.edge contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The L4 half of a run: LoadBalancer services -> addresses -> IPVS, by diff, and the Service status."""
+"""The L4 half of a run: LoadBalancer services -> addresses -> IPVS by diff, or k8router's nftables table, and the
+Service status."""
 
 from __future__ import annotations
 
@@ -24,8 +25,12 @@ from ansible_collections.k8router.edge.plugins.module_utils._ipvs import (
     plan,
 )
 from ansible_collections.k8router.edge.plugins.module_utils._model import ClusterSettings, ClusterSnapshot
+from ansible_collections.k8router.edge.plugins.module_utils._nft import NftDriver, NftError
+from ansible_collections.k8router.edge.plugins.module_utils._nft import plan as nft_plan
 from ansible_collections.k8router.edge.plugins.module_utils._services import (
+    LbPlan,
     LbSettings,
+    Virtual,
     plan_services,
     pool_contains,
     served,
@@ -45,6 +50,8 @@ class LbOptions:
     include_unclassed: bool = False
     write_status: bool = False
     ipvsadm: str = "ipvsadm"
+    engine: str = "ipvs"  # or "nftables"
+    nft: str = "nft"
 
 
 @dataclass
@@ -52,11 +59,13 @@ class LbResult:
     changed: bool = False
     operations: list[str] = field(default_factory=list)
     diff: dict[str, str] = field(default_factory=dict)
+    diff_header: str = "IPVS (k8router's entries)"
     services: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
 def _load(state_dir: str) -> dict[str, str]:
+    """The allocations of the last run (only to report what changed: never an input of the allocation)."""
     try:
         with open(os.path.join(state_dir, ALLOCATIONS), encoding="utf-8") as handle:
             data = json.load(handle)
@@ -65,12 +74,33 @@ def _load(state_dir: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def desired_table(virtuals: Sequence[Any]) -> dict[tuple[str, str, int], VirtualService]:
+def desired_table(virtuals: Sequence[Virtual], warnings: list[str]) -> dict[tuple[str, str, int], VirtualService]:
+    """The IPVS table of ``virtuals``; one the IPVS model refuses is reported and left out (never raised)."""
     table: dict[tuple[str, str, int], VirtualService] = {}
     for v in virtuals:
-        reals = tuple(RealServer(r.address, r.port, r.weight) for r in v.reals)
-        table[(v.protocol, v.address, v.port)] = VirtualService(v.protocol, v.address, v.port, v.scheduler, reals)
+        try:
+            reals = tuple(RealServer(r.address, r.port, r.weight) for r in v.reals)
+            table[(v.protocol, v.address, v.port)] = VirtualService(v.protocol, v.address, v.port, v.scheduler, reals)
+        except ValueError as exc:
+            warnings.append(f"IPVS: virtual service {v.protocol} {v.address}:{v.port} left out: {exc}")
     return table
+
+
+def plan_lb(
+    opts: LbOptions, settings: Sequence[ClusterSettings], snapshots: Mapping[str, ClusterSnapshot]
+) -> tuple[LbPlan, list[dict[str, Any]]]:
+    """The services of this router set, their addresses and virtual services, and the ``services`` rows. Pure."""
+    weights = {cfg.name: (0 if cfg.state == "drain" else cfg.weight) for cfg in settings if cfg.state != "offline"}
+    services = served([s for snap in snapshots.values() for s in snap.services], opts.classes, opts.include_unclassed)
+    lb = plan_services(services, opts.settings, weights)
+    ports: dict[str, list[str]] = {}
+    for v in lb.virtuals:
+        ports.setdefault(v.address, []).append(f"{v.port}/{v.protocol}")
+    rows = [
+        {"service": key, "address": address, "ports": ports.get(address, [])}
+        for key, address in sorted(lb.addresses.items())
+    ]
+    return lb, rows
 
 
 def _apply(driver: IpvsDriver, ops: Sequence[Op]) -> None:
@@ -97,25 +127,29 @@ def converge_lb(
 ) -> LbResult:
     """Allocate, plan IPVS against the kernel's table (only entries in the pool are k8router's), apply, publish."""
     result = LbResult()
-    settings = [pair[1] for pair in clusters]
-    weights = {cfg.name: (0 if cfg.state == "drain" else cfg.weight) for cfg in settings if cfg.state != "offline"}
-    services = served([s for snap in snapshots.values() for s in snap.services], opts.classes, opts.include_unclassed)
-    previous = _load(state_dir)
-    lb = plan_services(services, opts.settings, previous, weights)
+    lb, result.services = plan_lb(opts, [pair[1] for pair in clusters], snapshots)
     result.warnings.extend(lb.problems)
-    for key, address in sorted(lb.addresses.items()):
-        svc = next(s for s in services if s.key == key)
-        result.services.append(
-            {"service": key, "address": address, "ports": [f"{p.port}/{p.protocol}" for p in svc.ports]}
+    previous = _load(state_dir)
+    if opts.engine == "nftables":
+        return _converge_nft(
+            opts,
+            clusters,
+            lb,
+            previous=previous,
+            result=result,
+            state_dir=state_dir,
+            runner=runner,
+            stdin_runner=stdin_runner,
+            check_mode=check_mode,
         )
     driver = IpvsDriver(runner, opts.ipvsadm, restore_runner=stdin_runner)
     pool = opts.settings.pool
 
     def owned(key: tuple[str, str, int]) -> bool:
-        return pool_contains(pool, key[1]) and key[1] not in lb.frozen
+        return pool_contains(pool, key[1])
 
+    desired = desired_table(lb.virtuals, result.warnings)
     try:
-        desired = desired_table(lb.virtuals)
         current = driver.current()
         ops = plan(desired, current, owned)
     except (IpvsError, ValueError) as exc:
@@ -133,15 +167,79 @@ def converge_lb(
             _apply(driver, ops)
         except IpvsError as exc:
             raise K8RouterError(f"IPVS: {exc}") from exc
+    _record(opts, clusters, lb, previous=previous, result=result, state_dir=state_dir)
+    return result
+
+
+def _record(
+    opts: LbOptions,
+    clusters: Sequence[tuple[ClusterSource, ClusterSettings]],
+    lb: LbPlan,
+    *,
+    previous: Mapping[str, str],
+    result: LbResult,
+    state_dir: str,
+) -> None:
+    """After the kernel took the table: keep the allocations, publish the addresses."""
     if lb.addresses != previous:
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         write_atomic(os.path.join(state_dir, ALLOCATIONS), json.dumps(lb.addresses, sort_keys=True).encode(), 0o600)
     if opts.write_status:
-        sources = {pair[0].name: pair[0] for pair in clusters}
-        for key, address in sorted(lb.status_writes.items()):
-            cluster, namespace, name = key.split("/", 2)
-            try:
-                publish_address(sources[cluster], namespace, name, address)
-            except ClusterReadError as exc:
-                result.warnings.append(str(exc))
+        result.warnings.extend(publish(lb, [pair[0] for pair in clusters]))
+
+
+def _converge_nft(
+    opts: LbOptions,
+    clusters: Sequence[tuple[ClusterSource, ClusterSettings]],
+    lb: LbPlan,
+    *,
+    previous: Mapping[str, str],
+    result: LbResult,
+    state_dir: str,
+    runner: Callable[[Sequence[str]], tuple[int, str, str]],
+    stdin_runner: Callable[[Sequence[str], str], tuple[int, str, str]] | None,
+    check_mode: bool,
+) -> LbResult:
+    """The nftables engine: k8router's whole table, replaced in one transaction when it differs (see _nft)."""
+    owners: dict[str, list[str]] = {}
+    for key, address in sorted(lb.addresses.items()):
+        owners.setdefault(address, []).append(key)
+    driver = NftDriver(runner, stdin_runner, opts.nft)
+    try:
+        table = nft_plan(driver, lb.virtuals, (), owners)
+    except (NftError, ValueError) as exc:
+        raise K8RouterError(f"nftables: {exc}") from exc
+    result.warnings.extend(table.warnings)
+    result.diff = {"before": table.before, "after": table.after}
+    result.diff_header = "nftables (table inet k8router_lb)"
+    result.operations = table.operations
+    result.changed = (
+        bool(table.operations) or lb.addresses != previous or (opts.write_status and bool(lb.status_writes))
+    )
+    if check_mode:
+        return result
+    if table.operations:
+        try:
+            driver.apply(table.text)
+        except NftError as exc:
+            raise K8RouterError(f"nftables: {exc}") from exc
+    _record(opts, clusters, lb, previous=previous, result=result, state_dir=state_dir)
     return result
+
+
+def publish(lb: LbPlan, sources: Sequence[ClusterSource]) -> list[str]:
+    """Write each planned address into its Service's status (only the router set that owns the classes does).
+
+    ``lb.status_writes`` never holds a Service whose status names an address outside the pool: another
+    owner's status is reported by the planner and left alone. A write that fails is a warning; the next run
+    writes again.
+    """
+    warnings = []
+    by_name = {source.name: source for source in sources}
+    for key, address in sorted(lb.status_writes.items()):
+        cluster, namespace, name = key.split("/", 2)
+        try:
+            publish_address(by_name[cluster], namespace, name, address)
+        except ClusterReadError as exc:
+            warnings.append(str(exc))
+    return warnings

@@ -92,8 +92,38 @@ options:
         default: [systemctl, reload, haproxy]
   load_balancer:
     description:
-      - Serve LoadBalancer services with IPVS on the router (NAT to each offering cluster's service cluster IP).
-      - Only virtual services on addresses of O(load_balancer.pool) are k8router's; other IPVS entries are left alone.
+      - Serve LoadBalancer services on the router with IPVS or nftables (NAT to each offering cluster's service
+        cluster IP).
+      - With IPVS, only virtual services on addresses of O(load_balancer.pool) are k8router's; other IPVS entries are
+        left alone.
+      - With nftables, k8router owns the table C(inet k8router_lb) and nothing else; it is replaced in one
+        transaction, validated with C(nft -c) first, whenever it differs from what k8router would write (also
+        after a change by hand).
+      - The L4 half runs after the HTTP half; if IPVS or nftables fails, haproxy is converged all the same and the
+        run fails naming the error.
+      - Each Service is checked before anything reaches C(ipvsadm) or C(nft). A Service with a bad value (an address
+        of the other IP family than its cluster IP, an address out of the pool or not an address, a port that is not
+        one, a scheduler not in O(load_balancer.schedulers), a conflict) is reported in a warning naming
+        C(cluster/namespace/name) and why, and is left out, or served without the bad part (a bad scheduler gives
+        the default one; a bad request on a Service already published keeps its published address). Nothing else
+        is affected.
+      - The requested address is read from, highest precedence first, the annotations C(k8router.edge/address),
+        C(metallb.io/loadBalancerIPs), C(metallb.universe.tf/loadBalancerIPs), C(kube-vip.io/loadbalancerIPs),
+        C(lbipam.cilium.io/ips), then C(spec.loadBalancerIP). Each holds a comma-separated list of at most one
+        address per IP family. The first one set decides; the others that say something else are reported.
+        If the deciding one is invalid, the Service is not served; a lower source is not used in its place.
+        One address per Service is served, of the Service's primary IP family when both are requested.
+      - Every router of a set computes the same addresses from the clusters alone. A Service gets its valid
+        requested address; else the address published in its C(status.loadBalancer.ingress), when it is in the
+        pool; else the lowest free address of its IP family, Services taken by creation time, then
+        C(cluster/namespace/name). The router's own state plays no part. An address published for one Service
+        is never taken by another's request. Without O(load_balancer.write_status) on some set, deleting a
+        Service can move the addresses of Services created after it.
+      - The pool identifies the router set. A Service whose status holds an address outside the pool (or a
+        hostname) was published by another owner; it is reported, not served, and its status never written.
+      - Services of several clusters that request one address with the same ports (and different cluster IPs)
+        share it (one virtual service served by all). Another claim on an address is refused; the Service
+        whose status holds it keeps it (else the one created first).
     type: dict
     suboptions:
       pool:
@@ -113,11 +143,14 @@ options:
       write_status:
         description:
           - Write the address into each Service's C(status.loadBalancer.ingress).
-          - Only the router set that owns the services should.
+          - Only the router set that owns the load-balancer classes should (one per class). A status holding
+            an address outside this set's pool is never overwritten.
         type: bool
         default: false
       schedulers:
-        description: IPVS schedulers a service may ask for with the annotation C(k8router.edge/scheduler).
+        description:
+          - IPVS schedulers a service may ask for with the annotation C(k8router.edge/scheduler).
+          - Any other value is reported and O(load_balancer.default_scheduler) is used.
         type: list
         elements: str
         default: [rr, wrr, lc, wlc, sh, mh]
@@ -129,6 +162,19 @@ options:
         description: The ipvsadm binary.
         type: str
         default: ipvsadm
+      engine:
+        description:
+          - C(ipvs) programs IPVS virtual services; C(nftables) is for kernels without C(ip_vs).
+          - With C(nftables) each service picks an endpoint for a new connection at random, by weight (a weight of 0
+            gets none); the schedulers C(rr) (equal shares) and C(wrr) (shares by weight) are honoured, any other is
+            warned about per service and served as C(wrr).
+        type: str
+        choices: [ipvs, nftables]
+        default: ipvs
+      nft:
+        description: The nft binary (engine C(nftables)).
+        type: str
+        default: nft
   lock_timeout:
     description: Seconds to wait for another run to finish before failing with a clear message.
     type: float
@@ -222,7 +268,7 @@ services:
   type: list
   elements: dict
 ipvs:
-  description: IPVS changes made (or, in check mode, that would be made).
+  description: L4 changes made (or, in check mode, that would be made), to IPVS or to the nftables table.
   returned: always
   type: list
   elements: str

@@ -19,6 +19,10 @@ DEFAULT_WORKER_SELECTOR = "!node-role.kubernetes.io/control-plane"
 ROLES = ("control_plane", "workers")
 
 
+# Variable of group ``all``: every configured cluster as an entry of router_clusters (the router role's default).
+INVENTORY_CLUSTERS = "k8router_inventory_clusters"
+
+
 class ConfigError(ValueError):
     """The inventory configuration is malformed; the message names the field."""
 
@@ -36,6 +40,8 @@ class ClusterConfig:
     service_cidrs: tuple[str, ...] = ()
     bgp_as: int | None = None
     api_vip: str | None = None
+    # The rest of the cluster's description for the roles (router_clusters' fields but name), as given.
+    router: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def group(self) -> str:
@@ -121,6 +127,11 @@ def parse_clusters(raw: object) -> list[ClusterConfig]:
         bgp_as = entry.get("bgp_as")
         if bgp_as is not None and (isinstance(bgp_as, bool) or not isinstance(bgp_as, int) or not 0 < bgp_as < 2**32):
             raise ConfigError(f"{where}.bgp_as: {bgp_as!r} is not an AS number")
+        router = entry.get("router", {})
+        if not isinstance(router, Mapping) or not all(isinstance(k, str) for k in router):
+            raise ConfigError(f"{where}.router: must be a mapping of router_clusters' fields")
+        if "name" in router:
+            raise ConfigError(f"{where}.router.name: the cluster's name is its entry's name")
         api_vip = _opt_str(entry, "api_vip", where)
         if api_vip is not None:
             try:
@@ -140,9 +151,30 @@ def parse_clusters(raw: object) -> list[ClusterConfig]:
                 service_cidrs=_cidrs(entry.get("service_cidrs"), f"{where}.service_cidrs"),
                 bgp_as=bgp_as,
                 api_vip=api_vip,
+                router=dict(router),
             )
         )
     return clusters
+
+
+def router_cluster(cfg: ClusterConfig) -> dict[str, Any]:
+    """The cluster as an entry of the router role's ``router_clusters``: what the configuration gives, never
+    what was read (so a cluster that cannot be read at inventory time keeps its entry, and nothing changes)."""
+    entry: dict[str, Any] = {"name": cfg.name, "kubeconfig": cfg.kubeconfig}
+    if cfg.context is not None:
+        entry["k8router"] = {"context": cfg.context}
+    for key in ("pod_cidrs", "service_cidrs"):
+        if getattr(cfg, key):
+            entry[key] = list(getattr(cfg, key))
+    for key in ("bgp_as", "api_vip"):
+        if getattr(cfg, key) is not None:
+            entry[key] = getattr(cfg, key)
+    for key, value in cfg.router.items():
+        if key == "k8router" and isinstance(value, Mapping) and "k8router" in entry:
+            entry["k8router"] = {**entry["k8router"], **value}
+        else:
+            entry[key] = value
+    return entry
 
 
 def _covering(cidrs: Sequence[str]) -> list[str]:
@@ -158,10 +190,12 @@ def _covering(cidrs: Sequence[str]) -> list[str]:
 def build_inventory(reads: Sequence[ClusterRead]) -> InventoryModel:
     """Hosts (nodes only), per-cluster and all-cluster groups, and their variables.
 
-    A cluster that could not be read adds a warning and nothing else. A node name served by two
+    Every configured cluster is an entry of the ``all`` group's INVENTORY_CLUSTERS, read or not. A cluster that
+    could not be read adds a warning and nothing else. A node name served by two
     clusters is an error: a host is one machine.
     """
     model = InventoryModel()
+    model.group_vars["all"] = {INVENTORY_CLUSTERS: [router_cluster(read.config) for read in reads]}
     owner: dict[str, str] = {}
     for read in reads:
         cfg = read.config

@@ -230,3 +230,32 @@ def test_router_role_takes_neighbours_and_api_backends_from_the_groups(
     assert alpha["bgp_as"] == 64512
     assert alpha["api_vip"] == "192.0.2.250"
     assert alpha["pod_cidrs"] == ["10.244.0.0/16"]
+
+
+def test_each_cluster_is_described_once_for_the_roles(nodes: dict[str, kubelab.Cluster], tmp_path: Path) -> None:
+    """Every configured cluster, read or not, becomes an entry of router_clusters: the router role's default."""
+    dead = tmp_path / "dead.kubeconfig"
+    config_dict = yaml.safe_load(nodes["beta"].kubeconfig.read_text())
+    config_dict["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{kubelab._free_ports(1, '127.0.0.1')[0]}"
+    dead.write_text(yaml.safe_dump(config_dict))
+    router = {"ca_cert": "PEM of alpha", "api_port": 16443, "k8router": {"weight": 10, "ingress_classes": ["nginx"]}}
+    entries = [
+        cluster_entry(nodes["alpha"], bgp_as=64512, api_vip="192.0.2.250", router=router),
+        {"name": "gamma", "kubeconfig": str(dead), "bgp_as": 64520, "router": {"k8router": {"state": "drain"}}},
+    ]
+    config = write_config(tmp_path, entries, request_timeout=3)
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
+    result = subprocess.run(
+        ["ansible", "-i", str(config), "-i", "localhost,", "localhost", "-c", "local", "-m", "ansible.builtin.debug",
+         "-a", "msg={{ router_clusters | to_json }}", "-e", f"@{REPO / 'roles/router/defaults/main.yml'}"],
+        capture_output=True, text=True, env=env, cwd=REPO, check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    clusters = json.loads(result.stdout.split("=>", 1)[1])["msg"]
+    if isinstance(clusters, str):
+        clusters = json.loads(clusters)
+    assert clusters == [
+        {"name": "alpha", "kubeconfig": str(nodes["alpha"].kubeconfig), "bgp_as": 64512, "api_vip": "192.0.2.250",
+         **router},
+        {"name": "gamma", "kubeconfig": str(dead), "bgp_as": 64520, "k8router": {"state": "drain"}},
+    ]  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,10 +58,11 @@ def test_reads_load_balancer_services_and_publishes_an_address(router_kubeconfig
         dns.cluster_ip,
         (ServicePortSpec("udp", 53), ServicePortSpec("tcp", 53)),
         "edge",
-        None,
-        None,
-        (),
+        cluster_ips=(dns.cluster_ip,),
+        uid=dns.uid,
+        created=dns.created,
     )
+    assert len(dns.uid) == 36 and re.fullmatch(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ", dns.created), dns
     assert dns.cluster_ip.startswith(beta.service_cidr.split(".")[0])
     publish_address(source(path), NS, "dns", "192.0.2.5")
     with beta.api_client() as api:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,11 +20,17 @@ import yaml
 
 from ansible_collections.k8router.edge.plugins.module_utils import _converge
 from ansible_collections.k8router.edge.plugins.module_utils._args import CONVERGE_ARGS, options_from_params
+from ansible_collections.k8router.edge.plugins.module_utils._cluster import read_clusters
 from ansible_collections.k8router.edge.plugins.module_utils._converge import Result, run
-from ansible_collections.k8router.edge.plugins.module_utils._errors import ConfigInvalidError, RuntimeApiError
+from ansible_collections.k8router.edge.plugins.module_utils._errors import (
+    ConfigInvalidError,
+    K8RouterError,
+    RuntimeApiError,
+)
+from ansible_collections.k8router.edge.plugins.module_utils._lb import plan_lb, publish
 from ansible_collections.k8router.edge.plugins.module_utils._state import StateStore
 from lab import kubelab, kubeobjects
-from lab.haproxylab import REPO, Haproxy, local_runner
+from lab.haproxylab import REPO, Haproxy, local_runner, netns_exec
 from lab.kubeobjects import BackendPod, IngressRule, ServicePort
 
 NS = "edge-ingress"
@@ -523,3 +529,145 @@ def test_cluster_weights_are_cluster_shares(world: dict[str, Any], haproxy: Hapr
     assert not [a for a in answers if a.startswith("failed")]
     assert 0.07 <= share <= 0.13
     converge(world["params"])
+
+
+# L4: LoadBalancer Services (the planning and the status against real API servers; IPVS itself is proven in
+# tests/integration/test_ipvs_kernel.py, this kernel has none).
+
+LB_NS = "edge-l4"
+LB_CLASS = "edge-lb"
+LB_POOL = ["192.0.2.0/28", "2001:db8:5::/124"]
+
+
+def lb_service(api: k8s.ApiClient, name: str, annotations: dict[str, str] | None = None, port: int = 80) -> None:
+    body = {
+        "metadata": {"name": name, "namespace": LB_NS, "annotations": annotations or {}},
+        "spec": {"type": "LoadBalancer", "loadBalancerClass": LB_CLASS, "allocateLoadBalancerNodePorts": False,
+                 "ports": [{"name": "p", "port": port, "protocol": "TCP"}]},
+    }  # fmt: skip
+    service = k8s.V1Service.from_dict(body)
+    assert service is not None
+    k8s.CoreV1Api(api).create_namespaced_service(LB_NS, service)
+
+
+def lb_params(world: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    params: dict[str, Any] = json.loads(json.dumps(world["params"]))
+    params["load_balancer"] = {
+        **{k: v.get("default") for k, v in CONVERGE_ARGS["load_balancer"]["options"].items()},
+        "pool": LB_POOL, "classes": [LB_CLASS], **extra,
+    }  # fmt: skip
+    return params
+
+
+def lb_plan(params: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+    """What one router of the set plans from a fresh read of the clusters (its own state plays no part)."""
+    opts = options_from_params(params)
+    snapshots, errors = read_clusters([src for src, _cfg in opts.clusters])
+    assert errors == {}
+    return plan_lb(opts.load_balancer, [cfg for _src, cfg in opts.clusters], snapshots)
+
+
+@pytest.fixture(scope="module")
+def lb_services(world: dict[str, Any]) -> Iterator[None]:
+    """alpha: a Service asking for an IPv6 address (its cluster IP is IPv4), a plain one, one asking through the
+    MetalLB annotation; beta: the same address through Cilium's annotation (shared), a hostile scheduler and
+    address, and one whose status another owner published."""
+    alpha, beta = world["clusters"]["alpha"], world["clusters"]["beta"]
+    with alpha.api_client() as api:
+        kubeobjects.ensure_namespace(api, LB_NS)
+        lb_service(api, "v6req", {"k8router.edge/address": "2001:db8:5::3"})
+        lb_service(api, "web")
+        lb_service(api, "dns", {"metallb.io/loadBalancerIPs": "192.0.2.5"}, port=53)
+    with beta.api_client() as api:
+        kubeobjects.ensure_namespace(api, LB_NS)
+        lb_service(api, "dns", {"lbipam.cilium.io/ips": "192.0.2.5"}, port=53)
+        lb_service(
+            api, "hostile", {"k8router.edge/scheduler": "rr\n-s wlc", "kube-vip.io/loadbalancerIPs": "192.0.2.1;id"}
+        )
+        lb_service(api, "foreign")
+        kubeobjects.set_load_balancer_ingress(api, LB_NS, "foreign", ["198.51.100.9"])
+    yield
+    for cluster in (alpha, beta):
+        with cluster.api_client() as api:
+            k8s.CoreV1Api(api).delete_namespace(LB_NS)
+
+
+def test_hostile_services_are_reported_and_stop_nothing(
+    world: dict[str, Any], haproxy: Haproxy, lb_services: None
+) -> None:
+    """The run that used to fail before haproxy converged: each bad Service is a warning naming it, the others
+    get their addresses, and the HTTP half converges whatever the L4 half meets."""
+    params = lb_params(world)
+    lb, rows = lb_plan(params)
+    assert {r["service"]: r["address"] for r in rows} == {
+        "alpha/edge-l4/dns": "192.0.2.5", "beta/edge-l4/dns": "192.0.2.5", "alpha/edge-l4/web": "192.0.2.1",
+    }  # fmt: skip
+    problems = sorted(lb.problems)
+    assert len(problems) == 4, problems
+    assert problems[0].startswith("service alpha/edge-l4/v6req: requested address 2001:db8:5::3 (k8router.edge/address) "
+                                  "is not of the Service's IP family (IPv4, cluster IP 10.")  # fmt: skip
+    assert problems[1] == (
+        "service beta/edge-l4/foreign: status.loadBalancer.ingress holds '198.51.100.9', outside this router set's "
+        "pool (published by another owner): not served by this set, status left alone"
+    )
+    assert problems[2] == (
+        "service beta/edge-l4/hostile: requested address in kube-vip.io/loadbalancerIPs '192.0.2.1;id' is not an "
+        "IP address; request ignored; not served"
+    )
+    assert problems[3] == (
+        "service beta/edge-l4/hostile: scheduler 'rr\\n-s wlc' (k8router.edge/scheduler) is not one of rr, wrr, lc, "
+        "wlc, sh, mh; using wrr"
+    )
+    assert [r.address[:3] for r in next(v for v in lb.virtuals if v.address == "192.0.2.5").reals] == ["10.", "10."]
+    # the whole run: ipvsadm runs in the lab's network namespace (on this kernel it has no IPVS to talk to)
+    ipvs_here = netns_exec(haproxy.ns, "ipvsadm", "-Sn").returncode == 0
+
+    def runner(argv: Sequence[str]) -> tuple[int, str, str]:
+        if argv[0] == "ipvsadm":
+            proc: subprocess.CompletedProcess[str] = netns_exec(haproxy.ns, *argv)
+        else:
+            proc = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    with new_host(world, "l4-run.example.com"):
+        if ipvs_here:
+            result = run(options_from_params(params), runner)
+            assert set(problems) <= set(result.warnings)
+        else:
+            with pytest.raises(
+                K8RouterError, match=r"(?s)IPVS: ipvsadm -Sn failed .*\(haproxy is reloaded; the L4 half is not\)"
+            ):
+                run(options_from_params(params), runner)
+        assert served_by_alpha_with_its_certificate(haproxy, world, "l4-run.example.com")
+    converge(world["params"])
+
+
+def test_routers_of_a_set_agree_through_published_status(world: dict[str, Any], lb_services: None) -> None:
+    """Router A (it owns the class: write_status) publishes; router B, which never ran, computes the same table
+    from the clusters alone, and keeps it when a Service that got its address first goes away. Another owner's
+    status is never overwritten."""
+    owner = lb_params(world, write_status=True)
+    first, _rows = lb_plan(owner)
+    assert first.status_writes == first.addresses
+    sources = [src for src, _cfg in options_from_params(owner).clusters]
+    assert publish(first, sources) == []
+    other_router, _rows = lb_plan(lb_params(world))  # another router of the set: a fresh read, no history
+    assert other_router.virtuals == first.virtuals and other_router.addresses == first.addresses
+    assert other_router.status_writes == {}
+    with world["clusters"]["alpha"].api_client() as api:
+        lb_service(api, "later")  # created after web: the next free address
+    second, _rows = lb_plan(owner)
+    assert second.addresses["alpha/edge-l4/later"] == "192.0.2.2"
+    assert second.status_writes == {"alpha/edge-l4/later": "192.0.2.2"}
+    assert publish(second, sources) == []
+    with world["clusters"]["alpha"].api_client() as api:
+        k8s.CoreV1Api(api).delete_namespaced_service("web", LB_NS)  # the lowest address is free again
+    final_a, _rows = lb_plan(owner)
+    final_b, _rows = lb_plan(lb_params(world))
+    assert final_a.virtuals == final_b.virtuals and final_a.addresses == final_b.addresses
+    assert final_a.addresses["alpha/edge-l4/later"] == "192.0.2.2"  # its published address, not the lowest free
+    assert "alpha/edge-l4/web" not in final_a.addresses and final_a.status_writes == {}
+    with world["clusters"]["beta"].api_client() as api:
+        status = k8s.CoreV1Api(api).read_namespaced_service_status("foreign", LB_NS).status
+    assert status is not None and status.load_balancer is not None
+    assert [i.ip for i in status.load_balancer.ingress or []] == ["198.51.100.9"]

@@ -19,7 +19,7 @@ ROLE_VARS = {"config": "router_haproxy_config", "conf_dir": "router_haproxy_conf
              "data_dir": "router_haproxy_data_dir", "socket": "router_haproxy_admin_socket"}  # fmt: skip
 
 
-def test_the_module_defaults_are_the_layout():
+def test_the_module_defaults_are_the_layout() -> None:
     options = CONVERGE_ARGS["haproxy"]["options"]
     documented = yaml.safe_load(k8router.DOCUMENTATION)["options"]["haproxy"]["suboptions"]
     for key, path in _layout.HAPROXY_DEFAULTS.items():
@@ -28,7 +28,7 @@ def test_the_module_defaults_are_the_layout():
         assert getattr(HaproxyPaths(), key) == path
 
 
-def test_the_router_role_defaults_are_the_layout():
+def test_the_router_role_defaults_are_the_layout() -> None:
     defaults = yaml.safe_load((REPO / "roles/router/defaults/main.yml").read_text())
     spec = yaml.safe_load((REPO / "roles/router/meta/argument_specs.yml").read_text())["argument_specs"]["main"]
     for key, var in ROLE_VARS.items():
@@ -37,13 +37,13 @@ def test_the_router_role_defaults_are_the_layout():
 
 
 @pytest.mark.parametrize("name", sorted(_layout.DATA_FILES.values()))
-def test_no_file_name_is_written_out_in_the_router_role(name):
+def test_no_file_name_is_written_out_in_the_router_role(name: str) -> None:
     """The role takes every file name of the data directory from the haproxy_files filter."""
     for path in [*REPO.glob("roles/router/templates/*"), *REPO.glob("roles/router/tasks/*.yml")]:
         assert name not in path.read_text(), f"{path.relative_to(REPO)} names {name}"
 
 
-def test_haproxy_files_are_the_rendered_paths():
+def test_haproxy_files_are_the_rendered_paths() -> None:
     files = _layout.haproxy_files("/srv/hap/")
     assert files["hosts_map"] == "/srv/hap/hosts.map"
     assert files["crt_list"] == "/srv/hap/crt-list.txt"

@@ -6,6 +6,7 @@ import pytest
 
 from ansible_collections.k8router.edge.plugins.plugin_utils._clusters import (
     DEFAULT_CONTROL_PLANE_SELECTOR,
+    INVENTORY_CLUSTERS,
     ClusterConfig,
     ClusterRead,
     ConfigError,
@@ -46,6 +47,8 @@ def test_parse_fills_defaults() -> None:
             [{"name": "a", "kubeconfig": "/k"}, {"name": "a", "kubeconfig": "/j"}],
             "clusters[a].name: cluster 'a' is listed",
         ),
+        ([{"name": "a", "kubeconfig": "/k", "router": ["ca_cert"]}], "clusters[a].router: must be a mapping"),
+        ([{"name": "a", "kubeconfig": "/k", "router": {"name": "b"}}], "clusters[a].router.name: the cluster's"),
     ],
 )
 def test_parse_names_the_field(raw: Any, message: str) -> None:
@@ -122,3 +125,20 @@ def test_unread_cluster_and_node_without_address_warn() -> None:
 def test_node_in_two_clusters_is_an_error() -> None:
     with pytest.raises(ConfigError, match="node 'w1' is in cluster alpha and in cluster beta-2"):
         build_inventory([ClusterRead(ALPHA, [node("w1", "10.0.0.1")]), ClusterRead(BETA, [node("w1", "10.0.0.2")])])
+
+
+def test_every_configured_cluster_is_an_entry_of_router_clusters_read_or_not() -> None:
+    """One description per cluster: the plugin's entry becomes the router role's, whatever the cluster answered."""
+    (gamma,) = parse_clusters(
+        [
+            {"name": "gamma", "kubeconfig": "/g", "context": "k8router@gamma", "bgp_as": 64520,
+             "pod_cidrs": ["10.246.0.0/16"],
+             "router": {"ca_cert": "PEM", "api_port": 16443, "k8router": {"weight": 10, "state": "drain"}}},
+        ]
+    )  # fmt: skip
+    model = build_inventory([ClusterRead(ALPHA, [node("w1", "10.0.0.1")]), ClusterRead(gamma, error="HTTP 503")])
+    assert model.group_vars["all"][INVENTORY_CLUSTERS] == [
+        {"name": "alpha", "kubeconfig": "/a", "bgp_as": 64512},
+        {"name": "gamma", "kubeconfig": "/g", "pod_cidrs": ["10.246.0.0/16"], "bgp_as": 64520, "ca_cert": "PEM",
+         "api_port": 16443, "k8router": {"context": "k8router@gamma", "weight": 10, "state": "drain"}},
+    ]  # fmt: skip
