@@ -36,13 +36,14 @@ PODS = {"alpha": "10.96.0.31", "beta": "10.97.0.31", "gamma": "10.98.0.31"}
 SERVICE_CIDRS = ["10.96.0.0/16", "10.97.0.0/16", "10.98.0.0/16"]
 TCP_PORT, UDP_PORT = 80, 53
 GOLDEN = REPO / "tests/unit/plugins/module_utils/golden/nft"
-FOREIGN = """table ip somebody_else {
-	chain input {
-		type filter hook input priority 0; policy accept;
-		tcp dport 2222 counter accept
-	}
-}
-"""
+FOREIGN = (
+    "table ip somebody_else {\n"
+    "\tchain input {\n"
+    "\t\ttype filter hook input priority 0; policy accept;\n"
+    "\t\ttcp dport 2222 counter accept\n"
+    "\t}\n"
+    "}\n"
+)
 
 POD_SERVER = r"""
 import socket, sys, threading

@@ -194,14 +194,14 @@ def strict_endpoint(token: str) -> tuple[str, int]:
 
 def check_argv(argv: tuple[str, ...], cluster_ip_values: set[str]) -> None:
     assert argv[0] in ("-A", "-a") and argv[1] in ("-t", "-u", "--sctp-service"), argv
-    vip, _ = strict_endpoint(argv[2])
+    vip = strict_endpoint(argv[2])[0]
     assert pool_contains(POOL, vip), argv
     rest = list(argv[3:])
     if argv[0] == "-A":
         assert len(rest) == 2 and rest[0] == "-s" and rest[1] in OPTS.settings.schedulers, argv
         return
     assert len(rest) == 5 and rest[0] == "-r" and rest[2] == "-m" and rest[3] == "-w", argv
-    real, _ = strict_endpoint(rest[1])
+    real = strict_endpoint(rest[1])[0]
     assert real in cluster_ip_values and ipaddress.ip_address(real).version == ipaddress.ip_address(vip).version
     assert rest[4].isdigit() and 0 <= int(rest[4]) <= 65535 and str(int(rest[4])) == rest[4], argv
     assert set(argv) - _FLAGS == {argv[2], rest[1], rest[4]}, argv

@@ -81,8 +81,8 @@ def test_weights_become_reduced_shares() -> None:
 
 def test_rr_gives_equal_shares_and_wrr_keeps_the_weights() -> None:
     reals = (Real("10.96.0.1", 80, 100), Real("10.97.0.1", 80, 30), Real("10.98.0.1", 80, 0))
-    rr, _ = desired_table([Virtual("tcp", "10.0.3.9", 80, "rr", reals)], {})
-    wrr, _ = desired_table([Virtual("tcp", "10.0.3.9", 80, "wrr", reals)], {})
+    rr = desired_table([Virtual("tcp", "10.0.3.9", 80, "rr", reals)], {})[0]
+    wrr = desired_table([Virtual("tcp", "10.0.3.9", 80, "wrr", reals)], {})[0]
     assert [e.weight for e in rr[("tcp", "10.0.3.9", 80)].endpoints] == [1, 1, 0]
     assert [e.weight for e in wrr[("tcp", "10.0.3.9", 80)].endpoints] == [10, 3, 0]
 
@@ -108,7 +108,7 @@ def test_an_endpoint_of_the_other_family_is_left_out_with_a_warning() -> None:
 
 def test_one_endpoint_of_two_clusters_adds_up_their_weights() -> None:
     virtual = Virtual("tcp", "10.0.3.5", 80, "wrr", (Real("10.96.0.1", 80, 3), Real("10.96.0.1", 80, 1)))
-    table, _ = desired_table([virtual], {})
+    table = desired_table([virtual], {})[0]
     assert table[("tcp", "10.0.3.5", 80)].endpoints == (Endpoint("10.96.0.1", 80, 1),)
 
 
