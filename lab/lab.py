@@ -296,6 +296,11 @@ def container_running(name: str) -> bool:
     return out.strip() == "true"
 
 
+# The containers' /proc/sys is read-only: the routers' ECMP hash (router_sysctls in the inventory) is set here, and
+# the role finds it already set.
+ROUTER_SYSCTLS = ("--sysctl", "net.ipv4.fib_multipath_hash_policy=1")
+
+
 def ensure_containers() -> None:
     for name, (image, ip) in CONTAINERS.items():
         if container_running(name):
@@ -307,6 +312,7 @@ def ensure_containers() -> None:
             "--cap-add", "NET_ADMIN,NET_RAW,NET_BROADCAST,SYS_ADMIN",
             "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096",
             "--sysctl", "net.ipv4.ip_forward=1", "--sysctl", "net.ipv4.ip_nonlocal_bind=1",
+            *(ROUTER_SYSCTLS if image == "router" else ()),
             f"localhost/k8router-{image}:current", "/sbin/init",
         )  # fmt: skip
         log(f"started {name} ({ip})")
