@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Build the Kubernetes lab binaries (kube-apiserver, kubectl, etcd) from the Go module proxy.
+# Build the Kubernetes lab binaries (kube-apiserver, kubectl, kube-proxy, etcd) from the Go module proxy.
 #
 # Versions are pinned below. Binaries go to
 #   ${K8ROUTER_CACHE:-$HOME/.cache/k8router-lab}/k8s/<k8s-version>-etcd<etcd-version>/bin/
-# and the build is skipped when all of them are already there. The last line printed on
-# stdout is that bin directory, so callers can capture it:  bin=$(lab/k8s-build.sh | tail -n1)
+# and only those not already there are built (a cache from before kube-proxy was added gets just
+# kube-proxy). The last line printed on stdout is that bin directory, so callers can capture it:
+#   bin=$(lab/k8s-build.sh | tail -n1)
 #
 # Usage: lab/k8s-build.sh [--print-dir] [--force]
 #   --print-dir  print the bin directory and exit (no build; exit 1 if it is incomplete)
-#   --force      rebuild even when the binaries exist
+#   --force      rebuild all of them even when they exist
 #
 # Why a wrapper module: k8s.io/kubernetes's go.mod replaces its k8s.io/* staging modules with
 # local paths (./staging/src/...), which makes `go install k8s.io/kubernetes/cmd/...@vX` fail.
@@ -20,7 +21,8 @@ set -euo pipefail
 
 K8S_VERSION="v1.36.3"   # go.mod: go 1.26.0, builds with Go 1.26.x without a toolchain switch
 ETCD_VERSION="v3.6.16"  # 3.6 line, the one k8s 1.36 uses (its etcd client is v3.6.8)
-BINARIES=(kube-apiserver kubectl etcd)
+K8S_BINARIES=(kube-apiserver kubectl kube-proxy)  # all k8s.io/kubernetes/cmd/<name>
+BINARIES=("${K8S_BINARIES[@]}" etcd)
 
 cache_root="${K8ROUTER_CACHE:-$HOME/.cache/k8router-lab}"
 out_dir="${cache_root}/k8s/${K8S_VERSION}-etcd${ETCD_VERSION#v}"
@@ -28,11 +30,21 @@ bin_dir="${out_dir}/bin"
 
 log() { printf 'k8s-build: %s\n' "$*" >&2; }
 
-complete() {
+# missing NAME...: print those of NAME that are not built yet.
+missing() {
     local b
-    for b in "${BINARIES[@]}"; do
-        [[ -x "${bin_dir}/${b}" ]] || return 1
+    for b in "$@"; do
+        [[ -x "${bin_dir}/${b}" ]] || echo "$b"
     done
+}
+
+# todo NAME...: what to build of NAME: the missing ones, all of them with --force.
+todo() {
+    if [[ $force -eq 1 ]]; then printf '%s\n' "$@"; else missing "$@"; fi
+}
+
+complete() {
+    [[ -z "$(missing "${BINARIES[@]}")" ]]
 }
 
 force=0
@@ -56,7 +68,7 @@ for arg in "$@"; do
 done
 
 if [[ $force -eq 0 ]] && complete; then
-    log "up to date: kube-apiserver/kubectl ${K8S_VERSION}, etcd ${ETCD_VERSION}"
+    log "up to date: ${K8S_BINARIES[*]} ${K8S_VERSION}, etcd ${ETCD_VERSION}"
     echo "$bin_dir"
     exit 0
 fi
@@ -78,8 +90,12 @@ rm -rf "$staging_bin"
 mkdir -p "$staging_bin"
 
 start=$(date +%s)
+mapfile -t k8s_todo < <(todo "${K8S_BINARIES[@]}")
+mapfile -t etcd_todo < <(todo etcd)
+log "to build: ${k8s_todo[*]} ${etcd_todo[*]}"
 
-# ---- kube-apiserver + kubectl ------------------------------------------------------------
+# ---- kube-apiserver, kubectl, kube-proxy --------------------------------------------------
+if [[ ${#k8s_todo[@]} -gt 0 ]]; then
 k8s_mod_dir="${work}/k8s"
 mkdir -p "$k8s_mod_dir"
 cd "$k8s_mod_dir"
@@ -119,8 +135,10 @@ go_line="$(awk '$1 == "go" { print $2; exit }' "$k8s_gomod")"
     echo ")"
 } > go.mod
 
-log "resolving kube-apiserver and kubectl dependencies"
-"$go_bin" get "k8s.io/kubernetes/cmd/kube-apiserver@${K8S_VERSION}" "k8s.io/kubernetes/cmd/kubectl@${K8S_VERSION}"
+k8s_pkgs=()
+for b in "${k8s_todo[@]}"; do k8s_pkgs+=("k8s.io/kubernetes/cmd/${b}"); done
+log "resolving ${k8s_todo[*]} dependencies"
+"$go_bin" get "${k8s_pkgs[@]/%/@${K8S_VERSION}}"
 
 # Stamp the version the way kubernetes' own build does (hack/lib/version.sh), so that
 # /version and `kubectl version` report the real version instead of v0.0.0-master.
@@ -133,11 +151,16 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     k8s_ldflags+=" -X ${pkg}.gitTreeState=clean -X ${pkg}.buildDate=${build_date}"
 done
 
-log "building kube-apiserver and kubectl ${K8S_VERSION} (slow when cold)"
-"$go_bin" build -trimpath -ldflags="$k8s_ldflags" -o "$staging_bin/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
+log "building ${k8s_todo[*]} ${K8S_VERSION} (slow when cold)"
+if [[ ${#k8s_pkgs[@]} -eq 1 ]]; then
+    "$go_bin" build -trimpath -ldflags="$k8s_ldflags" -o "$staging_bin/${k8s_todo[0]}" "${k8s_pkgs[0]}"
+else
+    "$go_bin" build -trimpath -ldflags="$k8s_ldflags" -o "$staging_bin/" "${k8s_pkgs[@]}"
+fi
+fi
 
 # ---- etcd ---------------------------------------------------------------------------------
+if [[ ${#etcd_todo[@]} -gt 0 ]]; then
 etcd_mod_dir="${work}/etcd"
 mkdir -p "$etcd_mod_dir"
 cd "$etcd_mod_dir"
@@ -151,16 +174,23 @@ log "resolving etcd ${ETCD_VERSION} dependencies"
 "$go_bin" get "go.etcd.io/etcd/server/v3@${ETCD_VERSION}"
 log "building etcd ${ETCD_VERSION}"
 "$go_bin" build -trimpath -ldflags="-s -w" -o "$staging_bin/etcd" go.etcd.io/etcd/server/v3
+fi
 
 # ---- publish ------------------------------------------------------------------------------
-for b in "${BINARIES[@]}"; do
+# Each binary is moved in on its own (a rename within one file system), so a reader never sees a half-written one
+# and the ones already there stay.
+built=("${k8s_todo[@]}" "${etcd_todo[@]}")
+for b in "${built[@]}"; do
     [[ -x "${staging_bin}/${b}" ]] || { log "missing ${b} after build"; exit 1; }
 done
-rm -rf "$bin_dir"
-mv "$staging_bin" "$bin_dir"
+mkdir -p "$bin_dir"
+for b in "${built[@]}"; do
+    mv -f "${staging_bin}/${b}" "${bin_dir}/${b}"
+done
+complete || { log "still missing after build: $(missing "${BINARIES[@]}" | tr '\n' ' ')"; exit 1; }
 
 elapsed=$(( $(date +%s) - start ))
-log "built in ${elapsed}s: $(cd "$bin_dir" && echo "${BINARIES[*]}")"
+log "built in ${elapsed}s: ${built[*]}"
 "${bin_dir}/kube-apiserver" --version >&2
 "${bin_dir}/etcd" --version | head -n1 >&2
 echo "$bin_dir"

@@ -7,7 +7,8 @@ controller would publish for the controller's Service. Plus what users write: Na
 Ingresses, and Services of type LoadBalancer with a ``loadBalancerClass``.
 
 The API server rejects loopback addresses in EndpointSlices, so pods get pod-network addresses such as
-10.244.x.y. They are data only; nothing here sends traffic to them.
+10.244.x.y. They are data only here; the lab (lab/lab.py) puts them on its workers' lo, where stand-in servers
+answer on them and kube-proxy reaches them from the Services' cluster IPs.
 
 Every function takes a ``kubernetes.client.ApiClient`` (e.g. ``Cluster.api_client()`` from ``lab/kubelab.py``)
 and returns what the API server stored.
@@ -48,12 +49,19 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
-def _meta(name: str, namespace: str | None = None, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+def _meta(
+    name: str,
+    namespace: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name}
     if namespace is not None:
         meta["namespace"] = namespace
     if labels:
         meta["labels"] = dict(labels)
+    if annotations:
+        meta["annotations"] = dict(annotations)
     return meta
 
 
@@ -235,6 +243,8 @@ def create_service(
     load_balancer_class: str | None = None,
     allocate_node_ports: bool | None = None,
     labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    internal_traffic_policy: str | None = None,
 ) -> k8s.V1Service:
     spec: dict[str, Any] = {"type": service_type, "ports": [p.service_dict() for p in ports]}
     if selector:
@@ -243,7 +253,9 @@ def create_service(
         spec["loadBalancerClass"] = load_balancer_class
     if allocate_node_ports is not None:
         spec["allocateLoadBalancerNodePorts"] = allocate_node_ports
-    body = {"metadata": _meta(name, namespace, labels), "spec": spec}
+    if internal_traffic_policy is not None:
+        spec["internalTrafficPolicy"] = internal_traffic_policy
+    body = {"metadata": _meta(name, namespace, labels, annotations), "spec": spec}
     return k8s.CoreV1Api(api).create_namespaced_service(namespace, _model(k8s.V1Service, body))
 
 
@@ -256,6 +268,8 @@ def create_load_balancer_service(
     load_balancer_class: str | None,
     selector: Mapping[str, str] | None = None,
     allocate_node_ports: bool = False,
+    annotations: Mapping[str, str] | None = None,
+    internal_traffic_policy: str | None = None,
 ) -> k8s.V1Service:
     """A ``type: LoadBalancer`` Service; the API server allocates its ClusterIP (and node ports if asked)."""
     return create_service(
@@ -267,6 +281,8 @@ def create_load_balancer_service(
         service_type="LoadBalancer",
         load_balancer_class=load_balancer_class,
         allocate_node_ports=allocate_node_ports,
+        annotations=annotations,
+        internal_traffic_policy=internal_traffic_policy,
     )
 
 

@@ -2,12 +2,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The local lab: the whole system on one machine, converged with the collection's own playbooks.
 
-Two routers (role router: haproxy, keepalived, BIRD 2, the periodic k8router run), two real clusters
-(kube-apiserver + etcd from lab/kubelab.py) with one worker container each (role calico_systemd, and
-stand-in ingress-controller pods on pod IPs), Ingresses with overlapping hosts, a LoadBalancer
-Service, certificates made on the spot, and a client container. The inventory is the
-k8router.edge.clusters plugin over the two clusters plus the routers; playbooks/site.yml and
-playbooks/converge.yml do the work, as they would in production.
+Two routers (role router: haproxy, keepalived, BIRD 2, the periodic k8router run with the nftables L4
+engine), two real clusters (kube-apiserver + etcd from lab/kubelab.py) with worker containers (role
+calico_systemd, a real kube-proxy in nftables mode, stand-in pods on pod IPs): two for alpha, so the routers
+reach its service CIDR over ECMP, one for beta. Ingresses with overlapping hosts, a LoadBalancer Service
+(TCP and UDP) offered by both clusters on one address, certificates made on the spot, and a client container.
+The inventory is the k8router.edge.clusters plugin over the two clusters plus the routers; playbooks/site.yml
+and playbooks/converge.yml do the work, as they would in production.
 
   python lab/lab.py up                 build what is missing, start, converge, print the summary (idempotent)
   python lab/lab.py summary [--json]   what the client sees through the VIPs
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -65,21 +67,40 @@ API_OUTAGE = 40  # seconds stop-api holds a cluster's API server stopped (longer
 CLIENT_SCRIPT = "/usr/local/lib/labclient.py"
 CLIENT_LAB_CA = "/etc/lab/lab-ca.crt"
 LB_CLASS = "k8router.edge/lab"
+LB_ADDRESS = "10.213.9.241"  # the first address of LB_POOL: both clusters' L4 Service request it
+L4_NAMESPACE, L4_SERVICE = "shop", "echo"
+L4_LABELS = {"app.kubernetes.io/name": "echo"}
+HTTP_PORT, UDP_ECHO_PORT = 80, 7
+L4_PORTS = (ko.ServicePort("http", HTTP_PORT), ko.ServicePort("echo", UDP_ECHO_PORT, protocol="UDP"))
+L4_REQUESTS = 32  # per protocol, from the client, in the summary
+REQUEST_ANNOTATION = "k8router.edge/address"
 # The Ingresses name a TLS Secret as real ones do; k8router never reads Secrets (certificates are files).
 TLS_SECRET = "web-tls"  # noqa: S105
 
 
 @dataclass(frozen=True)
+class WorkerSpec:
+    """One worker container: its Node, its IPAM block, the stand-in pods on its lo."""
+
+    name: str
+    ip: str
+    node_cidr: str
+    pod_block: str
+    ingress_pod_ips: tuple[str, ...]  # the ingress controller's pods
+    echo_pod_ips: tuple[str, ...]  # the L4 Service's pods
+
+    @property
+    def pod_ips(self) -> tuple[str, ...]:
+        return self.ingress_pod_ips + self.echo_pod_ips
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     name: str
-    worker: str
-    worker_ip: str
+    workers: tuple[WorkerSpec, ...]
     api_vip: str
     bgp_as: int
     pod_cidr: str
-    node_cidr: str
-    pod_block: str
-    pod_ips: tuple[str, ...]
     service_cidr: str
     hosts: tuple[str, ...]
 
@@ -90,34 +111,52 @@ class ClusterSpec:
 CLUSTERS = (
     ClusterSpec(
         name="alpha",
-        worker="k8r-lab-alpha-w1",
-        worker_ip="10.213.9.21",
+        workers=(
+            WorkerSpec(
+                "k8r-lab-alpha-w1",
+                "10.213.9.21",
+                "10.244.1.0/24",
+                "10.244.1.0/26",
+                ingress_pod_ips=("10.244.1.10", "10.244.1.11"),
+                echo_pod_ips=("10.244.1.20",),
+            ),
+            WorkerSpec(
+                "k8r-lab-alpha-w2",
+                "10.213.9.22",
+                "10.244.2.0/24",
+                "10.244.2.0/26",
+                ingress_pod_ips=(),
+                echo_pod_ips=("10.244.2.20",),
+            ),
+        ),
         api_vip="10.213.9.101",
         bgp_as=64512,
         pod_cidr="10.244.0.0/16",
-        node_cidr="10.244.1.0/24",
-        pod_block="10.244.1.0/26",
-        pod_ips=("10.244.1.10", "10.244.1.11"),
         service_cidr="10.96.0.0/16",
         hosts=(f"shop.{DOMAIN}", f"alpha.{DOMAIN}"),
     ),
     ClusterSpec(
         name="beta",
-        worker="k8r-lab-beta-w1",
-        worker_ip="10.213.9.31",
+        workers=(
+            WorkerSpec(
+                "k8r-lab-beta-w1",
+                "10.213.9.31",
+                "10.245.1.0/24",
+                "10.245.1.0/26",
+                ingress_pod_ips=("10.245.1.10",),
+                echo_pod_ips=("10.245.1.20",),
+            ),
+        ),
         api_vip="10.213.9.102",
         bgp_as=64513,
         pod_cidr="10.245.0.0/16",
-        node_cidr="10.245.1.0/24",
-        pod_block="10.245.1.0/26",
-        pod_ips=("10.245.1.10",),
         service_cidr="10.97.0.0/16",
         hosts=(f"shop.{DOMAIN}", f"beta.{DOMAIN}"),
     ),
 )
 CONTAINERS = {
     **{name: ("router", ip) for name, ip in ROUTERS.items()},
-    **{c.worker: ("worker", c.worker_ip) for c in CLUSTERS},
+    **{w.name: ("worker", w.ip) for c in CLUSTERS for w in c.workers},
     CLIENT: ("client", CLIENT_IP),
 }
 
@@ -192,6 +231,7 @@ class Parts:
     calico_assets: str
     calico_bin: str
     wheelhouse: str
+    kube_bin: str = ""  # kube-proxy for the workers (lab/k8s-build.sh)
 
 
 def router_requirements() -> list[str]:
@@ -225,7 +265,7 @@ def wheelhouse() -> Path:
 def build_parts() -> Parts:
     log("images, Kubernetes binaries, Calico, wheels (each built once, then cached)")
     run([REPO / "lab" / "image.sh", "router", "worker", "client"], capture=False)
-    run([REPO / "lab" / "k8s-build.sh"], capture=True)
+    kube_bin = last_line(run([REPO / "lab" / "k8s-build.sh"], capture=True))
     assets = last_line(run([REPO / "lab" / "calico-build.sh", "--assets"]))
     built = subprocess.run(
         [str(REPO / "lab" / "calico-build.sh")], check=False, text=True, capture_output=True, cwd=REPO
@@ -238,7 +278,7 @@ def build_parts() -> Parts:
             f"({reason[0].strip() if reason else 'see lab/calico-build.sh'}); "
             "the workers run calico_systemd without it and BIRD gets confd's configuration from the lab"
         )
-    return Parts(assets, calico_bin, str(wheelhouse()))
+    return Parts(assets, calico_bin, str(wheelhouse()), kube_bin)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -256,6 +296,11 @@ def container_running(name: str) -> bool:
     return out.strip() == "true"
 
 
+# The containers' /proc/sys is read-only: the routers' ECMP hash (router_sysctls in the inventory) is set here, and
+# the role finds it already set.
+ROUTER_SYSCTLS = ("--sysctl", "net.ipv4.fib_multipath_hash_policy=1")
+
+
 def ensure_containers() -> None:
     for name, (image, ip) in CONTAINERS.items():
         if container_running(name):
@@ -267,6 +312,7 @@ def ensure_containers() -> None:
             "--cap-add", "NET_ADMIN,NET_RAW,NET_BROADCAST,SYS_ADMIN",
             "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096",
             "--sysctl", "net.ipv4.ip_forward=1", "--sysctl", "net.ipv4.ip_nonlocal_bind=1",
+            *(ROUTER_SYSCTLS if image == "router" else ()),
             f"localhost/k8router-{image}:current", "/sbin/init",
         )  # fmt: skip
         log(f"started {name} ({ip})")
@@ -327,13 +373,15 @@ def calico_documents(assets: str) -> list[dict[str, Any]]:
 
 
 def load_cluster(cluster: kubelab.Cluster, spec: ClusterSpec, parts: Parts) -> None:
-    """What the cluster would hold: a Node per worker, the ingress controller's pods, Ingresses, an LB Service."""
+    """What the cluster would hold: a Node per worker, the ingress controller's pods, Ingresses, the L4 Service."""
     with cluster.api_client() as api:
         ko.apply_k8router_rbac(api, pod_namespaces=["ingress-nginx"])
         for doc in calico_documents(parts.calico_assets):
             k8s_utils.create_from_dict(api, doc)  # type: ignore[no-untyped-call]
-        ko.create_node(api, spec.worker, spec.worker_ip, spec.node_cidr)
-        pods = [ko.BackendPod(f"ingress-nginx-controller-{i}", ip, spec.worker) for i, ip in enumerate(spec.pod_ips)]
+        for worker in spec.workers:
+            ko.create_node(api, worker.name, worker.ip, worker.node_cidr)
+        ingress_ips = [(ip, w.name) for w in spec.workers for ip in w.ingress_pod_ips]
+        pods = [ko.BackendPod(f"ingress-nginx-controller-{i}", ip, node) for i, (ip, node) in enumerate(ingress_ips)]
         ko.create_ingress_controller(api, "ingress-nginx", pods)
         ko.create_ingress_class(api, "nginx", default=True)
         ko.ensure_namespace(api, "shop")
@@ -341,10 +389,7 @@ def load_cluster(cluster: kubelab.Cluster, spec: ClusterSpec, parts: Parts) -> N
             ko.create_ingress(
                 api, "shop", f"web-{i}", [ko.IngressRule(host, "web", 80)], tls_hosts=[host], tls_secret=TLS_SECRET
             )
-        if spec.name == CLUSTERS[0].name:
-            ko.create_load_balancer_service(
-                api, "shop", "web-lb", [ko.ServicePort("http", 80)], load_balancer_class=LB_CLASS
-            )
+        load_l4_service(api, spec)
     tokens = LAB_DIR / "tokens"
     tokens.mkdir(mode=0o700, parents=True, exist_ok=True)
     day = 24 * 3600
@@ -357,10 +402,46 @@ def load_cluster(cluster: kubelab.Cluster, spec: ClusterSpec, parts: Parts) -> N
     check = tokens / f"{spec.name}-api-check.pem"
     check.write_bytes(cert.read_bytes() + key.read_bytes())
     check.chmod(0o600)
+    # kube-proxy's identity, as kubeadm gives it: the user the built-in binding system:node-proxier names.
+    cert, key = kubelab.issue_client_cert(cluster, KUBE_PROXY_USER, out_dir=tokens / spec.name)
+    kubelab.write_cert_kubeconfig(cluster, cert, key, kube_proxy_kubeconfig(spec.name), KUBE_PROXY_USER)
     calico_token = kubelab.mint_token(cluster, "kube-system", "calico-node", expiration_seconds=30 * day)
     path = tokens / f"{spec.name}-calico-node.token"
     path.write_text(calico_token)
     path.chmod(0o600)
+
+
+KUBE_PROXY_USER = "system:kube-proxy"
+
+
+def kube_proxy_kubeconfig(cluster: str) -> Path:
+    return LAB_DIR / "tokens" / f"{cluster}-kube-proxy.kubeconfig"
+
+
+def load_l4_service(api: k8s.ApiClient, spec: ClusterSpec) -> None:
+    """The L4 Service (TCP and UDP), the same in every cluster and requesting the same address, so both clusters
+    offer it: its pods on each worker and their EndpointSlice (what the kubelet and the EndpointSlice controller
+    would write). internalTrafficPolicy Local: the stand-in workers have no pod network between them, so each
+    worker's kube-proxy sends what reaches the cluster IP to that worker's own pods, and every answer shows which
+    of the routers' next hops carried it."""
+    pods = [
+        ko.BackendPod(f"echo-{w.name.rsplit('-', 1)[-1]}-{i}", ip, w.name)
+        for w in spec.workers
+        for i, ip in enumerate(w.echo_pod_ips)
+    ]
+    for pod in pods:
+        ko.create_pod(api, L4_NAMESPACE, pod, labels=L4_LABELS, ports=L4_PORTS)
+    ko.create_load_balancer_service(
+        api,
+        L4_NAMESPACE,
+        L4_SERVICE,
+        L4_PORTS,
+        load_balancer_class=LB_CLASS,
+        selector=L4_LABELS,
+        annotations={REQUEST_ANNOTATION: LB_ADDRESS},
+        internal_traffic_policy="Local",
+    )
+    ko.create_endpoint_slice(api, L4_NAMESPACE, L4_SERVICE, pods, L4_PORTS)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -461,7 +542,13 @@ def write_inventory(clusters: Mapping[str, kubelab.Cluster], parts: Parts) -> No
     cluster_state = settings.get("cluster_state", {})
     write_yaml(
         inv / "group_vars" / "all.yml",
-        {"lab_dir": str(LAB_DIR), "lab_gateway": GATEWAY, "lab_calico_node": bool(parts.calico_bin)},
+        {
+            "lab_dir": str(LAB_DIR),
+            "lab_gateway": GATEWAY,
+            "lab_calico_node": bool(parts.calico_bin),
+            "lab_kube_bin": parts.kube_bin or str(kubelab.Binaries.locate().kubectl.parent),
+            "lab_udp_echo_port": UDP_ECHO_PORT,
+        },
     )
     write_yaml(
         inv / "group_vars" / "routers.yml",
@@ -489,8 +576,16 @@ def write_inventory(clusters: Mapping[str, kubelab.Cluster], parts: Parts) -> No
             "converge_interval": CONVERGE_INTERVAL,
             "converge_wheelhouse": parts.wheelhouse,
             "converge_certificates": sorted(str(p) for p in certs_dir().glob("*.pem")),
-            # No L4 yet: the routers share the host's kernel, which has no IPVS.
-            "converge_lb_pool": [],
+            # L4: the routers share the host's kernel, which has no IPVS: the nftables engine. The pool is
+            # router_lb_pool (converge_lb_pool's default); these routers own the lab's class and write the status.
+            "converge_load_balancer": {"engine": "nftables", "write_status": True, "classes": [LB_CLASS]},
+            # ECMP over a cluster's workers hashes on ports too (the default hashes addresses only: one client
+            # would always reach the same worker).
+            "router_sysctls": {
+                "net.ipv4.ip_forward": 1,
+                "net.ipv4.ip_nonlocal_bind": 1,
+                "net.ipv4.fib_multipath_hash_policy": 1,
+            },
         },
     )
     write_yaml(
@@ -520,10 +615,13 @@ def write_inventory(clusters: Mapping[str, kubelab.Cluster], parts: Parts) -> No
                 "calico_systemd_token": "{{ lookup('ansible.builtin.file', '%s') }}"
                 % (tokens / f"{s.name}-calico-node.token"),
                 "calico_systemd_admin_kubeconfig": str(c.kubeconfig),
-                "lab_pod_ips": list(s.pod_ips),
-                "lab_pod_block": s.pod_block,
+                "lab_kube_proxy_kubeconfig": str(kube_proxy_kubeconfig(s.name)),
             },
         )
+        for w in s.workers:
+            write_yaml(
+                inv / "host_vars" / f"{w.name}.yml", {"lab_pod_ips": list(w.pod_ips), "lab_pod_block": w.pod_block}
+            )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -557,7 +655,7 @@ def up() -> int:
     for sub in ("logs", "tokens"):
         (LAB_DIR / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
     parts = build_parts()
-    (LAB_DIR / "parts.json").write_text(json.dumps([parts.calico_assets, parts.calico_bin, parts.wheelhouse]) + "\n")
+    (LAB_DIR / "parts.json").write_text(json.dumps(dataclasses.astuple(parts)) + "\n")
     ensure_network()
     # The containers first: the network's bridge, and so the gateway address the API servers bind, exists
     # only while a container is attached.
@@ -568,7 +666,7 @@ def up() -> int:
         clusters = start_clusters()
         for spec in CLUSTERS:
             load_cluster(clusters[spec.name], spec, parts)
-        log("clusters loaded: nodes, ingress controllers, Ingresses, a LoadBalancer Service, identities")
+        log("clusters loaded: nodes, ingress controllers, Ingresses, the L4 LoadBalancer Service, identities")
     ensure_certificates()
     write_inventory(clusters, parts)
     prepare_client(clusters)
@@ -577,6 +675,7 @@ def up() -> int:
     # The same run as the routers' timer, started once from the controller (as CI would) so the lab serves now.
     playbook("converge.yml", "-e", "ansible_python_interpreter=/opt/k8router/venv/bin/python", quiet=True)
     wait_for_health_checks()
+    wait_for_l4()
     (LAB_DIR / "up").write_text(f"{time.time():.0f}\n")
     log(f"up in {time.monotonic() - started:.0f}s")
     return print_summary(collect_summary())
@@ -639,16 +738,110 @@ def wait_for_health_checks(timeout: float = 60) -> None:
         time.sleep(1)
 
 
-def bird_routes(router: str) -> list[str]:
-    """The kernel routes BIRD installed on ``router``: learnt prefixes, and the clusters' unreachable covers."""
+def parse_bird_routes(text: str) -> list[str]:
+    """The prefixes of ``ip -4 route show proto bird``: learnt ones, and the clusters' unreachable covers (the
+    ``nexthop`` lines of a multipath route are its next hops, not routes)."""
     routes = []
-    for line in in_container(router, "ip", "-4", "route", "show", "proto", "bird", check=False).splitlines():
+    for line in text.splitlines():
         words = line.split()
         if words and words[0] == "unreachable":
             routes.append(f"{words[1]} (unreachable cover)")
-        elif words:
+        elif words and words[0] != "nexthop":
             routes.append(words[0])
     return sorted(routes)
+
+
+def bird_routes(router: str) -> list[str]:
+    """The kernel routes BIRD installed on ``router``: learnt prefixes, and the clusters' unreachable covers."""
+    return parse_bird_routes(in_container(router, "ip", "-4", "route", "show", "proto", "bird", check=False))
+
+
+def parse_next_hops(text: str) -> list[str]:
+    """The next hops of one route in ``ip route show PREFIX``: the gateway of a single path, or each ``nexthop via``
+    of a multipath route, in the kernel's order."""
+    words = text.split()
+    return [words[i + 1] for i, word in enumerate(words[:-1]) if word == "via"]
+
+
+def next_hops(router: str, prefix: str) -> dict[str, Any]:
+    out = in_container(router, "ip", "-4", "route", "show", prefix, check=False)
+    return {"route": " ".join(out.split()), "next_hops": parse_next_hops(out)}
+
+
+def l4_tally(answers: Sequence[Mapping[str, Any]], expected: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """What N requests through the load-balancer address show: answers per cluster and per pod, failures; ok when
+    every request was answered and every expected pod (``expected``: cluster -> its pods) answered some."""
+    ok_answers = [a for a in answers if a.get("ok")]
+    by_cluster = Counter(str(a.get("cluster", "-")) for a in ok_answers)
+    by_pod: dict[str, dict[str, int]] = {}
+    for a in ok_answers:
+        pods = by_pod.setdefault(str(a.get("cluster", "-")), {})
+        pods[str(a.get("pod", "-"))] = pods.get(str(a.get("pod", "-")), 0) + 1
+    missing = sorted(f"{c}/{pod}" for c, pods in expected.items() for pod in pods if pod not in by_pod.get(c, {}))
+    unexpected = sorted(c for c in by_cluster if c not in expected)
+    return {
+        "requests": len(answers),
+        "answered_by": dict(sorted(by_cluster.items())),
+        "pods": {c: dict(sorted(p.items())) for c, p in sorted(by_pod.items())},
+        "failed": len(answers) - len(ok_answers),
+        "errors": sorted({str(a["error"]) for a in answers if a.get("error")}),
+        "missing": missing,
+        "ok": bool(answers) and len(ok_answers) == len(answers) and not missing and not unexpected,
+    }
+
+
+def l4_expected() -> dict[str, list[str]]:
+    return {s.name: [ip for w in s.workers for ip in w.echo_pod_ips] for s in CLUSTERS}
+
+
+def l4_probe(protocol: str, port: int, count: int = L4_REQUESTS) -> dict[str, Any]:
+    res = client("l4", "--address", LB_ADDRESS, "--port", str(port), "--protocol", protocol, "--count", str(count))
+    return l4_tally(res["answers"], l4_expected())
+
+
+def l4_status(clusters: Mapping[str, kubelab.Cluster]) -> dict[str, dict[str, Any]]:
+    """The L4 Service's status.loadBalancer.ingress, read from each cluster's API server."""
+    found: dict[str, dict[str, Any]] = {}
+    for spec in CLUSTERS:
+        if spec.name not in clusters:
+            found[spec.name] = {"ingress": [], "ok": False}
+            continue
+        with clusters[spec.name].api_client() as api:
+            svc = k8s.CoreV1Api(api).read_namespaced_service_status(L4_SERVICE, L4_NAMESPACE)
+        lb = svc.status.load_balancer if svc.status else None
+        ips = [str(i.ip) for i in (lb.ingress if lb and lb.ingress else []) if i.ip]
+        found[spec.name] = {"ingress": ips, "ok": ips == [LB_ADDRESS]}
+    return found
+
+
+def ecmp_routes() -> dict[str, dict[str, Any]]:
+    """Each router's route to the service CIDR of every cluster with more than one worker: one next hop each."""
+    found: dict[str, dict[str, Any]] = {}
+    for spec in CLUSTERS:
+        if len(spec.workers) < 2:
+            continue
+        wanted = sorted(w.ip for w in spec.workers)
+        for router in ROUTERS:
+            route = next_hops(router, spec.service_cidr)
+            found[f"{router} {spec.service_cidr}"] = {**route, "ok": sorted(route["next_hops"]) == wanted}
+    return found
+
+
+def wait_for_l4(timeout: float = 90) -> None:
+    """Until the ECMP routes have all their next hops (each worker's BGP session) and the Service status is
+    published: both come with the first runs after site.yml."""
+    started = time.monotonic()
+    while True:
+        clusters = running_clusters() or {}
+        routes = ecmp_routes()
+        status = l4_status(clusters)
+        if all(r["ok"] for r in routes.values()) and all(v["ok"] for v in status.values()):
+            log(f"ECMP routes and the L4 Service's status in place ({time.monotonic() - started:.0f}s)")
+            return
+        if time.monotonic() - started > timeout:
+            log(f"after {timeout:.0f}s: routes {routes}, status {status}")
+            return
+        time.sleep(2)
 
 
 def collect_summary() -> dict[str, Any]:
@@ -691,7 +884,9 @@ def collect_summary() -> dict[str, Any]:
         name: in_container(name, "systemctl", "show", "-P", "Result", "k8router-converge.service", check=False).strip()
         for name in ROUTERS
     }
-    ipvs = Path("/proc/net/ip_vs").exists()
+    l4 = {f"{proto}/{port}": l4_probe(proto, port) for proto, port in (("tcp", HTTP_PORT), ("udp", UDP_ECHO_PORT))}
+    status = l4_status(clusters)
+    ecmp = ecmp_routes()
     return {
         "ingress_vip": INGRESS_VIP,
         "ingress_master": vip_holder(INGRESS_VIP),
@@ -701,8 +896,18 @@ def collect_summary() -> dict[str, Any]:
         "bgp_routes": routes,
         "converge_timer": timers,
         "converge_last_result": last_runs,
-        "ipvs": "available" if ipvs else "this kernel has no IPVS (ip_vs): LoadBalancer services are not programmed",
-        "ok": all(h["ok"] for h in hosts.values()) and all(a["ok"] for a in api.values()),
+        "lb_address": LB_ADDRESS,
+        "lb_master": vip_holder(LB_ADDRESS),
+        "l4_service": f"{L4_NAMESPACE}/{L4_SERVICE}",
+        "l4": l4,
+        "l4_status": status,
+        "ecmp": ecmp,
+        "ok": all(h["ok"] for h in hosts.values())
+        and all(a["ok"] for a in api.values())
+        and all(v["ok"] for v in l4.values())
+        and all(v["ok"] for v in status.values())
+        and bool(ecmp)
+        and all(v["ok"] for v in ecmp.values()),
     }
 
 
@@ -731,7 +936,24 @@ def print_summary(summary: Mapping[str, Any]) -> int:
             f"  {name}: k8router-converge.timer {summary['converge_timer'][name]}, "
             f"last run {summary['converge_last_result'][name] or '-'} (every {CONVERGE_INTERVAL}s)"
         )
-    print(f"  IPVS: {summary['ipvs']}")
+    print()
+    print(
+        f"  L4: LoadBalancer Service {summary['l4_service']} of both clusters on {summary['lb_address']} "
+        f"(held by {summary['lb_master']}), k8router's nftables engine on the routers, kube-proxy on the workers"
+    )
+    for port, t in summary["l4"].items():
+        served = ", ".join(
+            f"{c} x{n} ({', '.join(f'{p} x{k}' for p, k in t['pods'].get(c, {}).items())})"
+            for c, n in t["answered_by"].items()
+        )
+        why = "; ".join([*t["errors"], *(f"no answer from {m}" for m in t["missing"])])
+        result = "ok" if t["ok"] else f"FAIL ({t['failed']} of {t['requests']} failed; {why})"
+        print(f"  {port:<7} {t['requests']} requests: {served or 'none answered'}: {result}")
+    status = ", ".join(f"{c} {', '.join(v['ingress']) or '-'}" for c, v in summary["l4_status"].items())
+    status_ok = all(v["ok"] for v in summary["l4_status"].values())
+    print(f"  status.loadBalancer.ingress: {status}: {'ok' if status_ok else 'FAIL'}")
+    for where, r in summary["ecmp"].items():
+        print(f"  ECMP {where}: {r['route'] or 'no route'}: {'ok' if r['ok'] else 'FAIL'}")
     print()
     print("  all paths ok" if summary["ok"] else "  SOME PATHS FAILED")
     return 0 if summary["ok"] else 1
@@ -826,7 +1048,7 @@ def scenario_stop_api() -> dict[str, Any]:
     started = time.monotonic()
     try:
         time.sleep(API_OUTAGE)
-        routes = {router: spec.pod_block in bird_routes(router) for router in ROUTERS}
+        routes = {router: spec.workers[0].pod_block in bird_routes(router) for router in ROUTERS}
         converge_now()
         answers = probe(host)["answers"]
         outage = time.monotonic() - started

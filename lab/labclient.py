@@ -12,6 +12,10 @@ the lab's CA, then ``GET /`` with the host as ``Host``. The stand-in pods answer
                                                       requests at a steady pace: a timeline
   wait --vip V --host H --ca CA --cluster C [--timeout S]
                                                       until C answers for H: the epoch time it first did
+  l4 --address A --port P --protocol tcp|udp [--count N]
+                                                      N plain requests to a load-balancer address, each from
+                                                      a new socket: TCP ``GET /`` (no TLS), or one UDP
+                                                      datagram the pods echo; who answered
 """
 
 from __future__ import annotations
@@ -84,6 +88,44 @@ def request(vip: str, port: int, host: str, ctx: ssl.SSLContext, path: str = "/"
     return result
 
 
+def l4_request(address: str, port: int, protocol: str, seq: int) -> dict[str, Any]:
+    """One request to a load-balancer address from a new socket (a new source port, so a new connection for
+    conntrack and the balancers); never raises. TCP: ``GET /`` over plain HTTP. UDP: one datagram, and the
+    answer must come from ``address`` and carry it back."""
+    started = time.time()
+    result: dict[str, Any] = {"t": round(started, 3), "seq": seq}
+    token = f"k8router-lab-{seq}"
+    try:
+        if protocol == "tcp":
+            with socket.create_connection((address, port), timeout=TIMEOUT) as sock:
+                req = f"GET / HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nUser-Agent: k8router-lab\r\n\r\n"
+                sock.sendall(req.encode())
+                chunks = []
+                while chunk := sock.recv(65536):
+                    chunks.append(chunk)
+            status, body = _parse(b"".join(chunks))
+            result.update(ok=status == 200, status=status, **_fields(body))
+        else:
+            with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(TIMEOUT)
+                sock.connect((address, port))  # only answers from the address itself are received
+                sock.send(token.encode())
+                data = sock.recv(2048)
+            fields = _fields(data.decode("utf-8", "replace"))
+            result.update(ok=fields.get("echo") == token, **fields)
+            if not result["ok"]:
+                result["error"] = f"unexpected answer {data[:80]!r}"
+    except OSError as exc:
+        result.update(ok=False, error=f"{type(exc).__name__}: {exc}")
+    result["ms"] = round((time.time() - started) * 1000, 1)
+    return result
+
+
+def _cmd_l4(args: argparse.Namespace) -> dict[str, Any]:
+    answers = [l4_request(args.address, args.port, args.protocol, seq) for seq in range(args.count)]
+    return {"address": args.address, "port": args.port, "protocol": args.protocol, "answers": answers}
+
+
 def _cmd_probe(args: argparse.Namespace) -> dict[str, Any]:
     ctx = _context(args.ca)
     answers = [request(args.vip, args.port, args.host, ctx) for _attempt in range(args.count)]
@@ -143,8 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     get = sub.add_parser("get")
     get.add_argument("url")
     get.add_argument("--ca", required=True)
+    l4 = sub.add_parser("l4")
+    l4.add_argument("--address", required=True)
+    l4.add_argument("--port", type=int, required=True)
+    l4.add_argument("--protocol", choices=("tcp", "udp"), required=True)
+    l4.add_argument("--count", type=int, default=16)
     args = parser.parse_args(argv)
-    handlers = {"probe": _cmd_probe, "get": _cmd_get, "load": _cmd_load, "wait": _cmd_wait}
+    handlers = {"probe": _cmd_probe, "get": _cmd_get, "load": _cmd_load, "wait": _cmd_wait, "l4": _cmd_l4}
     print(json.dumps(handlers[args.command](args)))
     return 0
 
