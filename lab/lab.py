@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import kubelab
 import kubeobjects as ko
+import seal
 from kubernetes import client as k8s
 from kubernetes import utils as k8s_utils
 
@@ -159,6 +160,11 @@ CONTAINERS = {
     **{w.name: ("worker", w.ip) for c in CLUSTERS for w in c.workers},
     CLIENT: ("client", CLIENT_IP),
 }
+
+
+CNI_CONFIG = Path("/etc/cni/net.d") / f"{NETWORK}.conflist"
+# What the lab owns: its network (with the load-balancer pool) and the clusters' pod and service ranges.
+LAB_RANGES = (SUBNET, *(c.pod_cidr for c in CLUSTERS), *(c.service_cidr for c in CLUSTERS))
 
 
 class LabFailure(Exception):
@@ -286,9 +292,26 @@ def build_parts() -> Parts:
 
 
 def ensure_network() -> None:
-    if subprocess.run(["podman", "network", "exists", NETWORK], check=False).returncode == 0:
-        return
-    podman("network", "create", "--subnet", SUBNET, "--gateway", GATEWAY, NETWORK)
+    """The lab's podman network, without masquerading, and the host's seal around it (see seal.py)."""
+    if subprocess.run(["podman", "network", "exists", NETWORK], check=False).returncode != 0:
+        podman("network", "create", "--subnet", SUBNET, "--gateway", GATEWAY, NETWORK)
+    config = json.loads(CNI_CONFIG.read_text())
+    if seal.masquerades(config):
+        attached = [
+            n for n in CONTAINERS if subprocess.run(["podman", "container", "exists", n], check=False).returncode == 0
+        ]
+        if attached:
+            raise LabFailure(
+                f"{CNI_CONFIG}: the lab network masquerades and {', '.join(attached)} use it: make lab-down"
+            )
+        CNI_CONFIG.write_text(json.dumps(seal.without_masquerade(config), indent=3) + "\n")
+    run(["nft", "-f", "-"], input=seal.ruleset(SUBNET, LAB_RANGES))
+
+
+def seal_counts() -> dict[str, int]:
+    """Packets the seal dropped, per rule (empty: the seal is not in place)."""
+    out = run(["nft", "-j", "list", "table", "inet", seal.TABLE], check=False)
+    return seal.dropped(out) if out.strip() else {}
 
 
 def container_running(name: str) -> bool:
@@ -686,6 +709,7 @@ def down() -> int:
         podman("rm", "-f", "--ignore", "-t", "2", name, check=False)
     if subprocess.run(["podman", "network", "exists", NETWORK], check=False).returncode == 0:
         podman("network", "rm", NETWORK, check=False)
+    run(["nft", "delete", "table", "inet", seal.TABLE], check=False)
     if (clusters_dir() / kubelab.STATE_FILE).exists():
         run([sys.executable, REPO / "lab" / "kubelab.py", "down", "--dir", clusters_dir()], check=False)
     run(["rm", "-rf", LAB_DIR])
@@ -844,6 +868,11 @@ def wait_for_l4(timeout: float = 90) -> None:
         time.sleep(2)
 
 
+def summary_seal_ok(dropped: Mapping[str, int]) -> bool:
+    """The seal is in place and has dropped nothing: no lab packet tried to leave the lab."""
+    return bool(dropped) and not any(dropped.values())
+
+
 def collect_summary() -> dict[str, Any]:
     clusters = running_clusters() or {}
     hosts: dict[str, dict[str, Any]] = {}
@@ -859,7 +888,11 @@ def collect_summary() -> dict[str, Any]:
             "failed": sum(1 for a in answers if not a.get("ok")),
             "certificate": sorted({a.get("cert_cn", "") for a in answers if a.get("ok")}),
             "errors": sorted({a.get("error", "") for a in answers if a.get("error")}),
-            "ok": sorted(got) == expected and all(a.get("ok") for a in answers),
+            # the TCP source the pod saw: a router's own address (nothing masquerades in the lab)
+            "sources": sorted({a.get("src", "-") for a in answers if a.get("ok")}),
+            "ok": sorted(got) == expected
+            and all(a.get("ok") for a in answers)
+            and {a.get("src") for a in answers} <= set(ROUTERS.values()),
         }
     api: dict[str, dict[str, Any]] = {}
     for spec in CLUSTERS:
@@ -887,6 +920,7 @@ def collect_summary() -> dict[str, Any]:
     l4 = {f"{proto}/{port}": l4_probe(proto, port) for proto, port in (("tcp", HTTP_PORT), ("udp", UDP_ECHO_PORT))}
     status = l4_status(clusters)
     ecmp = ecmp_routes()
+    sealed = seal_counts()
     return {
         "ingress_vip": INGRESS_VIP,
         "ingress_master": vip_holder(INGRESS_VIP),
@@ -902,7 +936,9 @@ def collect_summary() -> dict[str, Any]:
         "l4": l4,
         "l4_status": status,
         "ecmp": ecmp,
-        "ok": all(h["ok"] for h in hosts.values())
+        "seal": {"dropped": sealed, "ok": summary_seal_ok(sealed)},
+        "ok": summary_seal_ok(sealed)
+        and all(h["ok"] for h in hosts.values())
         and all(a["ok"] for a in api.values())
         and all(v["ok"] for v in l4.values())
         and all(v["ok"] for v in status.values())
@@ -954,6 +990,12 @@ def print_summary(summary: Mapping[str, Any]) -> int:
     print(f"  status.loadBalancer.ingress: {status}: {'ok' if status_ok else 'FAIL'}")
     for where, r in summary["ecmp"].items():
         print(f"  ECMP {where}: {r['route'] or 'no route'}: {'ok' if r['ok'] else 'FAIL'}")
+    dropped = summary["seal"]["dropped"]
+    seal_result = "ok" if summary["seal"]["ok"] else "FAIL" + ("" if dropped else " (the seal is not in place)")
+    sources = sorted({s for h in summary["hosts"].values() for s in h["sources"]})
+    counted = ", ".join(f"{n} packets {why}" for why, n in dropped.items()) or "-"
+    print(f"  sealed: host table inet {seal.TABLE} dropped {counted}: {seal_result}")
+    print(f"  no masquerading: the ingress pods saw the sources {', '.join(sources) or '-'} (the routers' own)")
     print()
     print("  all paths ok" if summary["ok"] else "  SOME PATHS FAILED")
     return 0 if summary["ok"] else 1

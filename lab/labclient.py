@@ -4,7 +4,7 @@
 
 Each request is a new TCP connection to a router VIP with TLS, SNI and certificate verification against
 the lab's CA, then ``GET /`` with the host as ``Host``. The stand-in pods answer
-``cluster=C pod=IP host=H path=P``. Every command prints one JSON document.
+``cluster=C pod=IP host=H path=P src=S``. Every command prints one JSON document.
 
   probe --vip V --host H --ca CA [--count N]          N requests: who answered, with which certificate
   get URL --ca CA                                     one GET (the API VIP's /readyz)

@@ -23,7 +23,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         pod = self.connection.getsockname()[0]
         host = self.headers.get("Host", "")
-        body = f"cluster={self.cluster} pod={pod} host={host} path={self.path}\n"
+        body = f"cluster={self.cluster} pod={pod} host={host} path={self.path} src={self.client_address[0]}\n"
         data = body.encode("utf-8", "replace")
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
