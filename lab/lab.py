@@ -956,7 +956,9 @@ def print_summary(summary: Mapping[str, Any]) -> int:
     for host, h in summary["hosts"].items():
         served = ", ".join(f"{c} x{n}" for c, n in h["answered_by"].items()) or "-"
         pods = ", ".join(h["pods"]) or "-"
-        result = "ok" if h["ok"] else f"FAIL (expected {', '.join(h['expected'])}; {'; '.join(h['errors'])})"
+        foreign = [src for src in h["sources"] if src not in ROUTERS.values()]
+        reasons = [*h["errors"], *([f"the pods saw {', '.join(foreign)}, not a router's address"] if foreign else [])]
+        result = "ok" if h["ok"] else f"FAIL (expected {', '.join(h['expected'])}; {'; '.join(reasons)})"
         print(f"  {host:<20} {served:<30} {', '.join(h['certificate']):<18} {pods:<40} {result}")
     print()
     for name, a in summary["api"].items():
@@ -995,7 +997,9 @@ def print_summary(summary: Mapping[str, Any]) -> int:
     sources = sorted({s for h in summary["hosts"].values() for s in h["sources"]})
     counted = ", ".join(f"{n} packets {why}" for why, n in dropped.items()) or "-"
     print(f"  sealed: host table inet {seal.TABLE} dropped {counted}: {seal_result}")
-    print(f"  no masquerading: the ingress pods saw the sources {', '.join(sources) or '-'} (the routers' own)")
+    own = bool(sources) and set(sources) <= set(ROUTERS.values())
+    print(f"  no masquerading: the ingress pods saw the sources {', '.join(sources) or '-'}: "
+          + ("ok (the routers' own)" if own else "FAIL (not the routers' own addresses)"))  # fmt: skip
     print()
     print("  all paths ok" if summary["ok"] else "  SOME PATHS FAILED")
     return 0 if summary["ok"] else 1
