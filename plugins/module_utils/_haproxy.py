@@ -27,6 +27,7 @@ from ansible_collections.k8router.edge.plugins.module_utils._errors import Runti
 from ansible_collections.k8router.edge.plugins.module_utils._hosts import host_problem
 from ansible_collections.k8router.edge.plugins.module_utils._layout import CERTS_DIR, data_file
 from ansible_collections.k8router.edge.plugins.module_utils._model import Backend, HealthCheck, Model, Serving
+from ansible_collections.k8router.edge.plugins.module_utils._net import host_port
 
 BACKENDS_FILE = "50-k8router.cfg"
 MIN_SLOTS = 4
@@ -69,8 +70,7 @@ def _slots(count: int) -> int:
     return slots
 
 
-def _addr(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+_addr = host_port
 
 
 @dataclass(frozen=True)

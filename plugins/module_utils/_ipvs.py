@@ -27,6 +27,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ansible_collections.k8router.edge.plugins.module_utils._net import checked_address, checked_integer, host_port
+
 ServiceKey = tuple[str, str, int]  # (protocol, address, port)
 RealKey = tuple[str, int]  # (address, port)
 Runner = Callable[[Sequence[str]], "tuple[int, str, str]"]
@@ -83,28 +85,9 @@ class IpvsError(Exception):
         self.stderr = stderr
 
 
-@functools.lru_cache(maxsize=65536)
-def _compressed(text: str) -> str:
-    # No IPv6 scope ("fe80::1%eth0"): ipaddress takes any text after the "%", newlines included, and IPVS
-    # has no use for link-local virtual services or real servers.
-    if "%" in text:
-        raise ValueError("scoped address")
-    return ipaddress.ip_address(text.strip()).compressed
-
-
-def _address(value: object, what: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{what}: {value!r} is not an IP address")
-    try:
-        return _compressed(value)
-    except ValueError:
-        raise ValueError(f"{what}: {value!r} is not an IP address") from None
-
-
-def _integer(value: object, low: int, high: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{what}: {value!r} is not an integer in {low}..{high}")
-    return value
+# No IPv6 scope ("fe80::1%eth0": IPVS has no use for link-local virtual services or real servers): _net's check.
+_address = checked_address
+_integer = checked_integer
 
 
 def _tokens(value: object, what: str) -> tuple[str, ...]:
@@ -115,9 +98,7 @@ def _tokens(value: object, what: str) -> tuple[str, ...]:
     return words
 
 
-def endpoint(address: str, port: int) -> str:
-    """``address:port`` as ipvsadm writes and reads it: ``10.0.0.1:80``, ``[2001:db8::1]:80``."""
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+endpoint = host_port  # ``address:port`` as ipvsadm writes and reads it
 
 
 def parse_endpoint(text: str) -> tuple[str, int]:

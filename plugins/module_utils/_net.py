@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -24,6 +25,38 @@ def parse_address(value: object) -> IPAddress:
         return ipaddress.ip_address(value.strip())
     except ValueError:
         raise ValueError(f"{value!r} is not an IP address") from None
+
+
+@functools.lru_cache(maxsize=65536)
+def _compressed(text: str) -> str:
+    if "%" in text:  # no scoped IPv6 ("fe80::1%eth0"): ipaddress keeps any text after the "%"
+        raise ValueError("scoped address")
+    return ipaddress.ip_address(text.strip()).compressed
+
+
+def checked_address(value: object, what: str) -> str:
+    """``value`` as a compressed IP address without a scope, or ValueError naming ``what``.
+
+    The one check of an address before it reaches a kernel tool (``ipvsadm``, ``nft``) or haproxy.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"{what}: {value!r} is not an IP address")
+    try:
+        return _compressed(value)
+    except ValueError:
+        raise ValueError(f"{what}: {value!r} is not an IP address") from None
+
+
+def checked_integer(value: object, low: int, high: int, what: str) -> int:
+    """``value`` if it is an integer (not a bool) in ``low..high``, or ValueError naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{what}: {value!r} is not an integer in {low}..{high}")
+    return value
+
+
+def host_port(address: str, port: int) -> str:
+    """``address:port``, an IPv6 address in brackets: ``10.0.0.1:80``, ``[2001:db8::1]:80``."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
 def parse_network(value: object) -> IPNetwork:

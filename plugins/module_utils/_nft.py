@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ansible_collections.k8router.edge.plugins.module_utils._net import checked_address, checked_integer, host_port
+
 FAMILY = "inet"
 NAME = "k8router_lb"
 TABLE = f"{FAMILY} {NAME}"
@@ -64,19 +66,8 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(text)
 
 
-def _address(value: object, what: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{what}: {value!r} is not an IP address")
-    try:
-        return _ip(value).compressed
-    except ValueError:
-        raise ValueError(f"{what}: {value!r} is not an IP address") from None
-
-
-def _integer(value: object, low: int, high: int, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{what}: {value!r} is not an integer in {low}..{high}")
-    return value
+_address = checked_address
+_integer = checked_integer
 
 
 def _family(address: str) -> int:
@@ -93,8 +84,7 @@ def _name_part(address: str) -> str:
     return address.replace(":", ".")
 
 
-def endpoint_text(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+endpoint_text = host_port
 
 
 @dataclass(frozen=True)

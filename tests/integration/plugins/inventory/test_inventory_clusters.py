@@ -93,6 +93,19 @@ def plain(value: Any) -> Any:
     return value
 
 
+def evaluate(config: Path, expression: str, *extra: str) -> Any:
+    """``expression`` templated on localhost with this inventory (and ``extra`` arguments of ``ansible``)."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
+    result = subprocess.run(
+        ["ansible", "-i", str(config), "-i", "localhost,", "localhost", "-c", "local", "-m", "ansible.builtin.debug",
+         "-a", f"msg={expression}", *extra],
+        capture_output=True, text=True, env=env, cwd=REPO, check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    value = json.loads(result.stdout.split("=>", 1)[1])["msg"]
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def listing(config: Path) -> dict[str, Any]:
     result = ansible_inventory(config, "--list")
     assert result.returncode == 0, result.stderr
@@ -210,18 +223,9 @@ def test_router_role_takes_neighbours_and_api_backends_from_the_groups(
     config = write_config(
         tmp_path, [cluster_entry(nodes["alpha"], bgp_as=64512, api_vip="192.0.2.250", pod_cidrs=["10.244.0.0/16"])]
     )
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
-    expression = "{{ [{'name': 'alpha'}] | k8router.edge.resolve_clusters(groups, hostvars) | to_json }}"
-    result = subprocess.run(
-        ["ansible", "-i", str(config), "-i", "localhost,", "localhost", "-c", "local", "-m", "ansible.builtin.debug",
-         "-a", f"msg={expression}"],
-        capture_output=True, text=True, env=env, cwd=REPO, check=False, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    resolved = json.loads(result.stdout.split("=>", 1)[1])["msg"]
-    if isinstance(resolved, str):
-        resolved = json.loads(resolved)
-    (alpha,) = resolved
+    (alpha,) = evaluate(
+        config, "{{ [{'name': 'alpha'}] | k8router.edge.resolve_clusters(groups, hostvars) | to_json }}"
+    )
     assert alpha["workers"] == [
         {"name": "inv-a-w1", "address": "10.201.0.21"},
         {"name": "inv-a-w2", "address": "10.201.0.22"},
@@ -244,16 +248,7 @@ def test_each_cluster_is_described_once_for_the_roles(nodes: dict[str, kubelab.C
         {"name": "gamma", "kubeconfig": str(dead), "bgp_as": 64520, "router": {"k8router": {"state": "drain"}}},
     ]
     config = write_config(tmp_path, entries, request_timeout=3)
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
-    result = subprocess.run(
-        ["ansible", "-i", str(config), "-i", "localhost,", "localhost", "-c", "local", "-m", "ansible.builtin.debug",
-         "-a", "msg={{ router_clusters | to_json }}", "-e", f"@{REPO / 'roles/router/defaults/main.yml'}"],
-        capture_output=True, text=True, env=env, cwd=REPO, check=False, timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    clusters = json.loads(result.stdout.split("=>", 1)[1])["msg"]
-    if isinstance(clusters, str):
-        clusters = json.loads(clusters)
+    clusters = evaluate(config, "{{ router_clusters | to_json }}", "-e", f"@{REPO / 'roles/router/defaults/main.yml'}")
     assert clusters == [
         {"name": "alpha", "kubeconfig": str(nodes["alpha"].kubeconfig), "bgp_as": 64512, "api_vip": "192.0.2.250",
          **router},
