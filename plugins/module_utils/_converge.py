@@ -356,7 +356,9 @@ def _converge_l4(
         )
     except K8RouterError as exc:
         done = "reloaded" if result.reloaded else "converged"
-        raise K8RouterError(f"{exc} (haproxy is {done}; the L4 half is not)") from exc
+        raise K8RouterError(
+            f"{exc} (haproxy is {done}; the L4 half is not)", [*result.warnings, *exc.warnings]
+        ) from exc
     result.services, result.ipvs = lb.services, lb.operations
     if diff and lb.operations:
         result.diff.append({"before_header": lb.diff_header, "after_header": lb.diff_header, **lb.diff})

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 
 class K8RouterError(Exception):
-    """Base of every error the engine raises on purpose; the message says what and where."""
+    """Base of every error the engine raises on purpose; the message says what and where.
+
+    ``warnings`` are what the run had found before it failed (a bad Service, an expiring certificate): the
+    module shows them with the failure.
+    """
+
+    def __init__(self, message: str, warnings: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.warnings = list(warnings or [])
 
 
 class ClusterReadError(K8RouterError):

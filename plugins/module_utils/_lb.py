@@ -125,8 +125,37 @@ def converge_lb(
     stdin_runner: Callable[[Sequence[str], str], tuple[int, str, str]] | None = None,
     check_mode: bool,
 ) -> LbResult:
-    """Allocate, plan IPVS against the kernel's table (only entries in the pool are k8router's), apply, publish."""
+    """Allocate, plan the engine's table against the kernel's, apply, publish. A failure carries the warnings
+    found before it (a bad Service is reported even when ipvsadm or nft then fails)."""
     result = LbResult()
+    try:
+        _converge_lb(
+            opts,
+            clusters,
+            snapshots,
+            state_dir,
+            runner,
+            stdin_runner=stdin_runner,
+            check_mode=check_mode,
+            result=result,
+        )
+    except K8RouterError as exc:
+        raise K8RouterError(str(exc), [*result.warnings, *exc.warnings]) from exc
+    return result
+
+
+def _converge_lb(
+    opts: LbOptions,
+    clusters: Sequence[tuple[ClusterSource, ClusterSettings]],
+    snapshots: Mapping[str, ClusterSnapshot],
+    state_dir: str,
+    runner: Callable[[Sequence[str]], tuple[int, str, str]],
+    *,
+    stdin_runner: Callable[[Sequence[str], str], tuple[int, str, str]] | None,
+    check_mode: bool,
+    result: LbResult,
+) -> LbResult:
+    """IPVS (only entries in the pool are k8router's) or nftables (k8router's own table)."""
     lb, result.services = plan_lb(opts, [pair[1] for pair in clusters], snapshots)
     result.warnings.extend(lb.problems)
     previous = _load(state_dir)

@@ -309,6 +309,8 @@ def main() -> None:
             rendered_only=module.params["state"] == "rendered",
         )
     except K8RouterError as exc:
+        for warning in exc.warnings:
+            module.warn(warning)
         module.fail_json(msg=str(exc))
     for warning in result.warnings:
         module.warn(warning)

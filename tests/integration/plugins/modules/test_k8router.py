@@ -636,9 +636,35 @@ def test_hostile_services_are_reported_and_stop_nothing(
         else:
             with pytest.raises(
                 K8RouterError, match=r"(?s)IPVS: ipvsadm -Sn failed .*\(haproxy is reloaded; the L4 half is not\)"
-            ):
+            ) as failed:
                 run(options_from_params(params), runner)
+            # the failure still reports every bad Service (the module shows these warnings with it)
+            assert set(problems) <= set(failed.value.warnings)
         assert served_by_alpha_with_its_certificate(haproxy, world, "l4-run.example.com")
+    # The same Services through the nftables engine, which this kernel has: the whole run converges, HTTP and L4,
+    # and the good Services are in k8router's table (in the lab's namespace), the bad ones reported.
+    nft_params = lb_params(world, engine="nftables")
+
+    def nft_runner(argv: Sequence[str]) -> tuple[int, str, str]:
+        proc = netns_exec(haproxy.ns, *argv) if argv[0] == "nft" else subprocess.run(
+            list(argv), capture_output=True, text=True, check=False
+        )  # fmt: skip
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def nft_stdin(argv: Sequence[str], data: str) -> tuple[int, str, str]:
+        proc = netns_exec(haproxy.ns, *argv, input=data)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    try:
+        with new_host(world, "l4-nft.example.com"):
+            result = run(options_from_params(nft_params), nft_runner, stdin_runner=nft_stdin)
+            assert set(problems) <= set(result.warnings)
+            assert served_by_alpha_with_its_certificate(haproxy, world, "l4-nft.example.com")
+        table = netns_exec(haproxy.ns, "nft", "list", "table", "inet", "k8router_lb").stdout
+        assert "192.0.2.5 . tcp . 53" in table and "192.0.2.1 . tcp . 80" in table, table
+        assert "2001:db8:5::3" not in table and "198.51.100.9" not in table
+    finally:
+        netns_exec(haproxy.ns, "nft", "delete", "table", "inet", "k8router_lb")
     converge(world["params"])
 
 
