@@ -100,7 +100,7 @@ options:
         transaction, validated with C(nft -c) first, whenever it differs from what k8router would write (also
         after a change by hand).
       - The L4 half runs after the HTTP half; if IPVS or nftables fails, haproxy is converged all the same and the
-        run fails naming the error.
+        run fails naming the error, with the warnings found before it (each bad Service among them).
       - Each Service is checked before anything reaches C(ipvsadm) or C(nft). A Service with a bad value (an address
         of the other IP family than its cluster IP, an address out of the pool or not an address, a port that is not
         one, a scheduler not in O(load_balancer.schedulers), a conflict) is reported in a warning naming
