@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -747,19 +747,30 @@ def pods_down(router: str) -> list[str]:
     ]
 
 
+def wait_until(check: Callable[[], tuple[bool, str]], what: str, timeout: float, interval: float) -> None:
+    """Poll ``check`` (done, what is still missing) until done or ``timeout``; log either way, never raise: the
+    summary that follows says what failed."""
+    started = time.monotonic()
+    while True:
+        done, missing = check()
+        if done:
+            log(f"{what} ({time.monotonic() - started:.0f}s)")
+            return
+        if time.monotonic() - started > timeout:
+            log(f"after {timeout:.0f}s: {missing}")
+            return
+        time.sleep(interval)
+
+
 def wait_for_health_checks(timeout: float = 60) -> None:
     """Until haproxy's health checks pass for every pod on every router (the workers' routes come with their BGP
     sessions, late in site.yml; a pod that was checked DOWN needs its `rise` checks)."""
-    started = time.monotonic()
-    while True:
+
+    def check() -> tuple[bool, str]:
         down = {router: pods_down(router) for router in ROUTERS}
-        if not any(down.values()):
-            log(f"haproxy's health checks pass for every pod ({time.monotonic() - started:.0f}s)")
-            return
-        if time.monotonic() - started > timeout:
-            log(f"health checks still failing after {timeout:.0f}s: {down}")
-            return
-        time.sleep(1)
+        return not any(down.values()), f"health checks still failing: {down}"
+
+    wait_until(check, "haproxy's health checks pass for every pod", timeout, interval=1)
 
 
 def parse_bird_routes(text: str) -> list[str]:
@@ -854,18 +865,13 @@ def ecmp_routes() -> dict[str, dict[str, Any]]:
 def wait_for_l4(timeout: float = 90) -> None:
     """Until the ECMP routes have all their next hops (each worker's BGP session) and the Service status is
     published: both come with the first runs after site.yml."""
-    started = time.monotonic()
-    while True:
-        clusters = running_clusters() or {}
-        routes = ecmp_routes()
-        status = l4_status(clusters)
-        if all(r["ok"] for r in routes.values()) and all(v["ok"] for v in status.values()):
-            log(f"ECMP routes and the L4 Service's status in place ({time.monotonic() - started:.0f}s)")
-            return
-        if time.monotonic() - started > timeout:
-            log(f"after {timeout:.0f}s: routes {routes}, status {status}")
-            return
-        time.sleep(2)
+
+    def check() -> tuple[bool, str]:
+        routes, status = ecmp_routes(), l4_status(running_clusters() or {})
+        done = all(r["ok"] for r in routes.values()) and all(v["ok"] for v in status.values())
+        return done, f"routes {routes}, status {status}"
+
+    wait_until(check, "ECMP routes and the L4 Service's status in place", timeout, interval=2)
 
 
 def summary_seal_ok(dropped: Mapping[str, int]) -> bool:
