@@ -3,12 +3,20 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 
-PYTHON_BASE ?= /root/.pyenv/versions/3.12.1/bin/python3
+# The Python the venv is made from: PYTHON_BASE=... if given, else the first on PATH that the pinned ansible-core
+# supports (3.12 or newer; pyenv's shims count), else pyenv's own 3.12 or newer.
+PYTHON_SUPPORTED := import sys; sys.exit(sys.version_info < (3, 12))
+ifeq ($(origin PYTHON_BASE),undefined)
+PYTHON_BASE := $(firstword $(foreach p,$(foreach v,3.12 3.13 3.14 3,$(shell command -v python$(v) 2>/dev/null)) \
+  $(wildcard $(HOME)/.pyenv/versions/3.1[2-9]*/bin/python3),$(shell $(p) -c '$(PYTHON_SUPPORTED)' 2>/dev/null && echo $(p))))
+endif
 VENV := $(CURDIR)/.venv
 export PATH := $(VENV)/bin:$(PATH)
 export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export K8ROUTER_CACHE ?= $(HOME)/.cache/k8router-lab
+# The venv's Python version (e.g. 3.12), once the venv exists.
+VENV_PY = $(shell $(VENV)/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 COLLECTION_LINK := .collections/ansible_collections/k8router/edge
 SANITY_ROOT := $(K8ROUTER_CACHE)/sanity/ansible_collections/k8router/edge
 SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
@@ -22,7 +30,8 @@ help:
 	@echo "make lint | sanity | package | unit | integration | molecule | lab-smoke | images | k8s-bins | venv"
 
 $(VENV)/.stamp: requirements.txt
-	@test -x $(PYTHON_BASE) || { echo "need Python 3.12 at $(PYTHON_BASE) (set PYTHON_BASE=...)"; exit 1; }
+	@test -n "$(PYTHON_BASE)" && $(PYTHON_BASE) -c '$(PYTHON_SUPPORTED)' || \
+	  { echo "need Python 3.12 or newer (none on PATH; '$(PYTHON_BASE)' is not one): apt install python3 on Debian 13, or set PYTHON_BASE=..."; exit 1; }
 	test -d $(VENV) || $(PYTHON_BASE) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements.txt
@@ -57,20 +66,20 @@ lint: venv
 
 # ansible-test bootstraps pip in its venvs from a download host these machines cannot reach;
 # lab/ansible-test-get-pip.py stands in for the script it would download (evaluated after `venv`).
-GET_PIP_CACHE = $(HOME)/.ansible/test/cache/get_pip_$(subst .,_,$(shell grep -ho "pip='[0-9.]*'" $(VENV)/lib/python3.12/site-packages/ansible_test/_internal/python_requirements.py | cut -d"'" -f2)).py
+GET_PIP_CACHE = $(HOME)/.ansible/test/cache/get_pip_$(subst .,_,$(shell grep -ho "pip='[0-9.]*'" $(VENV)/lib/python$(VENV_PY)/site-packages/ansible_test/_internal/python_requirements.py | cut -d"'" -f2)).py
 
 .PHONY: sanity
 sanity: venv
 	mkdir -p $(dir $(GET_PIP_CACHE)) && cp lab/ansible-test-get-pip.py $(GET_PIP_CACHE)
 	rm -rf $(SANITY_ROOT) && mkdir -p $(SANITY_ROOT)
 	git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -C $(SANITY_ROOT) -xf -
-	cd $(SANITY_ROOT) && ansible-test sanity --local --python 3.12 --color no
+	cd $(SANITY_ROOT) && ansible-test sanity --local --python $(VENV_PY) --color no
 
 # The built collection installed offline, as a user would, beside only ansible-core and the dependencies galaxy.yml
 # declares (copied from the ansible package, no Galaxy); ansible-doc and --syntax-check there (tests/packaging/check.sh).
 .PHONY: package
 package: venv
-	PYTHON_BASE=$(PYTHON_BASE) tests/packaging/check.sh $(VENV)/lib/python3.12/site-packages/ansible_collections
+	PYTHON_BASE=$(PYTHON_BASE) tests/packaging/check.sh $(VENV)/lib/python$(VENV_PY)/site-packages/ansible_collections
 
 .PHONY: unit
 unit: venv host-packages
