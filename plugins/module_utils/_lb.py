@@ -91,7 +91,10 @@ def plan_lb(
 ) -> tuple[LbPlan, list[dict[str, Any]]]:
     """The services of this router set, their addresses and virtual services, and the ``services`` rows. Pure."""
     weights = {cfg.name: (0 if cfg.state == "drain" else cfg.weight) for cfg in settings if cfg.state != "offline"}
-    services = served([s for snap in snapshots.values() for s in snap.services], opts.classes, opts.include_unclassed)
+    cluster_classes = {cfg.name: cfg.load_balancer_classes for cfg in settings if cfg.load_balancer_classes is not None}
+    services = served(
+        [s for snap in snapshots.values() for s in snap.services], opts.classes, opts.include_unclassed, cluster_classes
+    )
     lb = plan_services(services, opts.settings, weights)
     ports: dict[str, list[str]] = {}
     for v in lb.virtuals:

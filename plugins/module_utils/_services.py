@@ -215,12 +215,24 @@ def _pool_addresses(pool: Sequence[str], version: int) -> Iterator[str]:
             yield str(ip)
 
 
-def served(services: Iterable[LbService], classes: Sequence[str], include_unclassed: bool) -> list[LbService]:
-    """The services of this router set: a served loadBalancerClass, or no class when asked for."""
+def served(
+    services: Iterable[LbService],
+    classes: Sequence[str],
+    include_unclassed: bool,
+    cluster_classes: Mapping[str, Sequence[str]] | None = None,
+) -> list[LbService]:
+    """The services of this router set: a served loadBalancerClass, or no class when asked for.
+
+    ``cluster_classes`` maps a cluster to the classes served in it (its ``load_balancer_classes``); a cluster
+    missing from it is served the router set's ``classes``. Services without a class follow
+    ``include_unclassed`` in every cluster.
+    """
+    per_cluster = cluster_classes or {}
     return [
         s
         for s in services
-        if (s.load_balancer_class in classes) or (s.load_balancer_class is None and include_unclassed)
+        if (s.load_balancer_class is None and include_unclassed)
+        or (s.load_balancer_class is not None and s.load_balancer_class in per_cluster.get(s.cluster, classes))
     ]
 
 

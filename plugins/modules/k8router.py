@@ -132,7 +132,9 @@ options:
         elements: str
         required: true
       classes:
-        description: C(loadBalancerClass) values this router set serves.
+        description:
+          - C(loadBalancerClass) values this router set serves, in each cluster without a
+            O(clusters[].load_balancer_classes) of its own.
         type: list
         elements: str
         default: []

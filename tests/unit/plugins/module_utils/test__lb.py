@@ -101,6 +101,26 @@ def test_two_routers_agree_whatever_their_inputs_order() -> None:
     assert one[0].addresses["beta/ns/s0"] == "192.0.2.9"
 
 
+def test_each_cluster_serves_its_own_load_balancer_classes() -> None:
+    """beta serves class "beta-lb" only (its load_balancer_classes), alpha the set's "edge"; gamma lists none."""
+    services = [
+        LbService(c, "ns", f"{c}-{k}", f"10.9{i}.0.{j + 1}", TCP80, k)
+        for i, c in enumerate(("alpha", "beta", "gamma"))
+        for j, k in enumerate(("edge", "beta-lb"))
+    ] + [LbService("beta", "ns", "plain", "10.91.0.9", TCP80)]
+    settings = [
+        ClusterSettings("alpha"),
+        ClusterSettings("beta", load_balancer_classes=("beta-lb",)),
+        ClusterSettings("gamma", load_balancer_classes=()),
+    ]
+    lb, rows = plan_lb(OPTS, settings, snapshots(*services))
+    assert [row["service"] for row in rows] == ["alpha/ns/alpha-edge", "beta/ns/beta-beta-lb", "beta/ns/plain"]
+    assert lb.problems == []
+    # without its own list, beta serves the set's classes again
+    _lb, rows = plan_lb(OPTS, [ClusterSettings("alpha"), ClusterSettings("beta")], snapshots(*services))
+    assert [row["service"] for row in rows] == ["alpha/ns/alpha-edge", "beta/ns/beta-edge", "beta/ns/plain"]
+
+
 # --------------------------------------------------------------------------------------------------------------
 # the property test
 

@@ -48,6 +48,18 @@ def test_served_by_class() -> None:
     assert [s.name for s in served(items, ["edge"], include_unclassed=True)] == ["a", "b"]
 
 
+def test_served_by_the_classes_of_each_cluster() -> None:
+    """A cluster's own load_balancer_classes replace the set's classes there; unclassed Services are as before."""
+    items = [svc(c, n, cls=k) for c in ("alpha", "beta") for n, k in (("a", "edge"), ("b", None), ("c", "other"))]
+    per_cluster = {"beta": ["other"]}
+    assert [s.key for s in served(items, ["edge"], False, per_cluster)] == ["alpha/ns/a", "beta/ns/c"]
+    assert [s.key for s in served(items, ["edge"], True, per_cluster)] == [
+        "alpha/ns/a", "alpha/ns/b", "beta/ns/b", "beta/ns/c",
+    ]  # fmt: skip
+    # an empty list serves no classed Service of that cluster (not the set's classes)
+    assert [s.key for s in served(items, ["edge"], False, {"alpha": []})] == ["beta/ns/a"]
+
+
 def test_lowest_free_addresses_in_creation_order() -> None:
     web = svc("alpha", "web", created="2024-01-01T00:00:00Z")
     db = svc("beta", "db", created="2024-01-02T00:00:00Z")
