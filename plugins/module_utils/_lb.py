@@ -11,8 +11,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.k8router.edge.plugins.module_utils._cluster import ClusterSource, publish_address
-from ansible_collections.k8router.edge.plugins.module_utils._errors import ClusterReadError, K8RouterError
+from ansible_collections.k8router.edge.plugins.module_utils._cluster import ClusterSource, publish_address, read_service
+from ansible_collections.k8router.edge.plugins.module_utils._errors import (
+    ClusterReadError,
+    K8RouterError,
+    StatusConflictError,
+)
 from ansible_collections.k8router.edge.plugins.module_utils._ipvs import (
     OP_ADD_REAL,
     OP_ADD_SERVICE,
@@ -29,10 +33,12 @@ from ansible_collections.k8router.edge.plugins.module_utils._nft import NftDrive
 from ansible_collections.k8router.edge.plugins.module_utils._nft import plan as nft_plan
 from ansible_collections.k8router.edge.plugins.module_utils._services import (
     LbPlan,
+    LbService,
     LbSettings,
     Virtual,
     plan_services,
     pool_contains,
+    recheck_status_write,
     served,
 )
 from ansible_collections.k8router.edge.plugins.module_utils._state import write_atomic
@@ -263,15 +269,37 @@ def publish(lb: LbPlan, sources: Sequence[ClusterSource]) -> list[str]:
     """Write each planned address into its Service's status (only the router set that owns the classes does).
 
     ``lb.status_writes`` never holds a Service whose status names an address outside the pool: another
-    owner's status is reported by the planner and left alone. A write that fails is a warning; the next run
-    writes again.
+    owner's status is reported by the planner and left alone. Each write carries the resourceVersion the
+    address was planned from, so a status written since (by another router set, or another router of this
+    one) is never overwritten: on a conflict the Service is read again and the write repeated once only if
+    nothing its address depends on changed (see _services.recheck_status_write). A write that fails or
+    conflicts again is a warning naming the Service; the next run decides again. Never raises.
     """
     warnings = []
     by_name = {source.name: source for source in sources}
     for key, address in sorted(lb.status_writes.items()):
-        cluster, namespace, name = key.split("/", 2)
         try:
-            publish_address(by_name[cluster], namespace, name, address)
+            warning = _publish_one(by_name[key.split("/", 1)[0]], lb.status_read[key], address)
         except ClusterReadError as exc:
-            warnings.append(str(exc))
+            warning = str(exc)
+        if warning is not None:
+            warnings.append(warning)
     return warnings
+
+
+def _publish_one(source: ClusterSource, read: LbService, address: str) -> str | None:
+    """One status write with its precondition, re-decided once after a conflict: None, or why not written."""
+    try:
+        publish_address(source, read.namespace, read.name, address, read.resource_version)
+        return None
+    except StatusConflictError:
+        pass
+    fresh = read_service(source, read.namespace, read.name)
+    again, why = recheck_status_write(read, fresh, address)
+    if not again or fresh is None:
+        return why
+    try:
+        publish_address(source, read.namespace, read.name, address, fresh.resource_version)
+    except StatusConflictError as exc:
+        return f"{exc}; it changed again while being written (twice in one run), the next run decides again"
+    return None

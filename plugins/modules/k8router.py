@@ -146,7 +146,13 @@ options:
         description:
           - Write the address into each Service's C(status.loadBalancer.ingress).
           - Only the router set that owns the load-balancer classes should (one per class). A status holding
-            an address outside this set's pool is never overwritten.
+            an address outside this set's pool is never overwritten; a second set that claims the same class
+            reports such a Service and does not serve it.
+          - Each write carries the C(resourceVersion) of the Service as read in this run, so a status written by
+            anyone in between is never overwritten. On a conflict the Service is read again; the write is
+            repeated once when nothing its address depends on changed, else (or when it conflicts again) a
+            warning names C(cluster/namespace/name) and the next run decides again. A failed write never fails
+            the run.
         type: bool
         default: false
       schedulers:

@@ -13,13 +13,15 @@ import re
 from typing import Any
 
 import kubernetes.client as k8s
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.k8router.edge.plugins.module_utils import _nft
-from ansible_collections.k8router.edge.plugins.module_utils._cluster import load_balancer_services
+from ansible_collections.k8router.edge.plugins.module_utils import _lb, _nft
+from ansible_collections.k8router.edge.plugins.module_utils._cluster import ClusterSource, load_balancer_services
+from ansible_collections.k8router.edge.plugins.module_utils._errors import ClusterReadError, StatusConflictError
 from ansible_collections.k8router.edge.plugins.module_utils._ipvs import plan
-from ansible_collections.k8router.edge.plugins.module_utils._lb import LbOptions, desired_table, plan_lb
+from ansible_collections.k8router.edge.plugins.module_utils._lb import LbOptions, desired_table, plan_lb, publish
 from ansible_collections.k8router.edge.plugins.module_utils._model import ClusterSettings, ClusterSnapshot
 from ansible_collections.k8router.edge.plugins.module_utils._services import (
     MIGRATION_ANNOTATIONS,
@@ -119,6 +121,123 @@ def test_each_cluster_serves_its_own_load_balancer_classes() -> None:
     # without its own list, beta serves the set's classes again
     _lb, rows = plan_lb(OPTS, [ClusterSettings("alpha"), ClusterSettings("beta")], snapshots(*services))
     assert [row["service"] for row in rows] == ["alpha/ns/alpha-edge", "beta/ns/beta-edge", "beta/ns/plain"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# status writes: a resourceVersion precondition, one re-decision after a conflict, never a failed run
+
+SOURCES = [ClusterSource(c, f"/k/{c}", None, "ingress-nginx", "ingress-nginx-controller", "http", ()) for c in "ab"]
+
+
+class FakeApi:
+    """The API server as the status writer sees it: each Service's resourceVersion and status."""
+
+    def __init__(self, *services: LbService) -> None:
+        self.services: dict[str, LbService] = {s.key: s for s in services}
+        self.writes: list[tuple[str, str, str]] = []  # (key, address, resourceVersion sent)
+        self.on_write: dict[str, list[LbService | None]] = {}  # key -> what a concurrent writer leaves, per write
+
+    def publish_address(self, source: ClusterSource, namespace: str, name: str, address: str, version: str) -> None:
+        key = f"{source.name}/{namespace}/{name}"
+        if not version:  # as the real one: never a write without a precondition
+            raise StatusConflictError(f"cluster {source.name}: service {namespace}/{name}: no resourceVersion read")
+        self.writes.append((key, address, version))
+        pending = self.on_write.get(key)
+        if pending:
+            changed = pending.pop(0)
+            if changed is None:
+                del self.services[key]
+            else:
+                self.services[key] = changed
+        current = self.services.get(key)
+        if current is None:
+            raise StatusConflictError(
+                f"cluster {source.name}: service {namespace}/{name}: status not written: HTTP 404"
+            )
+        if version != current.resource_version:
+            raise StatusConflictError(
+                f"cluster {source.name}: service {namespace}/{name}: status not written: HTTP 409"
+            )
+        self.services[key] = LbService(**{**current.__dict__, "status": (address,), "resource_version": version + "+"})
+
+    def read_service(self, source: ClusterSource, namespace: str, name: str) -> LbService | None:
+        if name == "unreadable":
+            raise ClusterReadError(f"cluster {source.name}: service {namespace}/{name}: not read again: HTTP 500")
+        return self.services.get(f"{source.name}/{namespace}/{name}")
+
+
+def lb_service(cluster: str, name: str, version: str = "1", **fields: Any) -> LbService:
+    return LbService(cluster, "ns", name, f"10.96.{len(name)}.1", TCP80, "edge", resource_version=version, **fields)
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> FakeApi:
+    fake = FakeApi()
+    monkeypatch.setattr(_lb, "publish_address", fake.publish_address)
+    monkeypatch.setattr(_lb, "read_service", fake.read_service)
+    return fake
+
+
+def test_status_writes_carry_the_resource_version_read(api: FakeApi) -> None:
+    web = lb_service("a", "web", "17")
+    api.services[web.key] = web
+    lb, _rows = plan_lb(OPTS, [ClusterSettings("a")], snapshots(web))
+    assert publish(lb, SOURCES) == []
+    assert api.writes == [("a/ns/web", "192.0.2.1", "17")]
+    assert api.services[web.key].status == ("192.0.2.1",)
+
+
+def test_a_status_written_by_another_set_between_read_and_write_is_never_overwritten(api: FakeApi) -> None:
+    """Router set B owns the class too and published first, after set A read the Service: A reports, never
+    writes a second time, and its other Services are published all the same."""
+    web, db = lb_service("a", "web"), lb_service("b", "db")
+    api.services.update({web.key: web, db.key: db})
+    api.on_write[web.key] = [lb_service("a", "web", "2", status=("198.51.100.9",))]
+    lb, _rows = plan_lb(OPTS, [ClusterSettings("a"), ClusterSettings("b")], snapshots(web, db))
+    assert publish(lb, SOURCES) == [
+        "service a/ns/web: status.loadBalancer.ingress changed since it was read (now '198.51.100.9'): 192.0.2.1 "
+        "not written, the status is left alone; the next run decides again"
+    ]
+    assert api.writes == [("a/ns/web", "192.0.2.1", "1"), ("b/ns/db", "192.0.2.2", "1")]
+    assert api.services[web.key].status == ("198.51.100.9",)
+    assert api.services[db.key].status == ("192.0.2.2",)
+
+
+def test_an_unrelated_change_is_written_again_once_with_the_new_version(api: FakeApi) -> None:
+    web = lb_service("a", "web")
+    api.services[web.key] = web
+    api.on_write[web.key] = [lb_service("a", "web", "2", scheduler="rr")]
+    lb, _rows = plan_lb(OPTS, [ClusterSettings("a")], snapshots(web))
+    assert publish(lb, SOURCES) == []
+    assert api.writes == [("a/ns/web", "192.0.2.1", "1"), ("a/ns/web", "192.0.2.1", "2")]
+    assert api.services[web.key].status == ("192.0.2.1",)
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "concurrent", "writes", "warning"),
+    [
+        # changed again during the second write: reported by name, never a third write, never a failure
+        ("web", "1", [lb_service("a", "web", "2", scheduler="rr"), lb_service("a", "web", "3", scheduler="sh")],
+         ["1", "2"], "cluster a: service ns/web: status not written: HTTP 409; it changed again while being "
+         "written (twice in one run), the next run decides again"),
+        # deleted meanwhile: nothing to publish
+        ("web", "1", [None], ["1"], None),
+        # read again fails: reported
+        ("unreadable", "1", [lb_service("a", "unreadable", "2")], ["1"],
+         "cluster a: service ns/unreadable: not read again: HTTP 500"),
+        # a snapshot from before resourceVersions were kept: read again first, then written with a precondition
+        ("web", "", [], ["3"], None),
+    ],
+)  # fmt: skip
+def test_conflicts_end_in_a_warning_never_a_failure(
+    api: FakeApi, *, name: str, version: str, concurrent: list[LbService | None], writes: list[str], warning: str | None
+) -> None:
+    svc = lb_service("a", name, version)
+    api.services[svc.key] = lb_service("a", name, version or "3")
+    api.on_write[svc.key] = list(concurrent)
+    lb, _rows = plan_lb(OPTS, [ClusterSettings("a")], snapshots(svc))
+    assert publish(lb, SOURCES) == ([warning] if warning else [])
+    assert [w[2] for w in api.writes] == writes
 
 
 # --------------------------------------------------------------------------------------------------------------
