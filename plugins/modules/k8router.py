@@ -176,6 +176,11 @@ options:
           - With C(nftables) each service picks an endpoint for a new connection at random, by weight (a weight of 0
             gets none); the schedulers C(rr) (equal shares) and C(wrr) (shares by weight) are honoured, any other is
             warned about per service and served as C(wrr).
+          - Switching engines removes what the other one left behind, after the new one is in place, with the same
+            check and diff behaviour (check mode reports the removal and changes nothing). With C(nftables), the
+            IPVS virtual services on addresses of O(load_balancer.pool) are deleted (only when the kernel's
+            C(ip_vs) is loaded and O(load_balancer.ipvsadm) is installed; otherwise nothing is run). With C(ipvs),
+            the table C(inet k8router_lb) is deleted when O(load_balancer.nft) is installed and the table exists.
         type: str
         choices: [ipvs, nftables]
         default: ipvs

@@ -13,6 +13,7 @@ namespace.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -201,7 +202,13 @@ OPTIONS = _lb.LbOptions(settings=_services.LbSettings(pool=POOL), classes=("edge
 
 
 def converge(
-    lab: Lab, state: Path, weights: dict[str, tuple[int, str]], *, check: bool = False, scheduler: str | None = None
+    lab: Lab,
+    state: Path,
+    weights: dict[str, tuple[int, str]],
+    *,
+    check: bool = False,
+    scheduler: str | None = None,
+    options: _lb.LbOptions = OPTIONS,
 ) -> _lb.LbResult:
     """k8router's L4 half for the three clusters: ``weights`` maps a cluster to (weight, state)."""
     clusters = [(None, _model.ClusterSettings(c, weight=w, state=s)) for c, (w, s) in weights.items()]
@@ -214,7 +221,7 @@ def converge(
             for c, ip in PODS.items()
         }  # fmt: skip
     return _lb.converge_lb(
-        OPTIONS,
+        options,
         clusters,  # type: ignore[arg-type]
         snapshots,
         str(state),
@@ -346,3 +353,30 @@ def test_the_unit_tests_json_is_what_nft_prints(lab: Lab, fresh: Path, case: str
     assert live.problem is None and stored.problem is None
     assert live.table == stored.table
     netns_exec(lab.router, "nft", "delete", "table", _nft.FAMILY, _nft.NAME)
+
+
+def test_switching_to_the_ipvs_engine_deletes_the_table_and_nothing_else(lab: Lab, fresh: Path) -> None:
+    """engine: nftables, then ipvs: check mode reports the table's deletion and leaves it serving; the run deletes
+    it (the fixture checks every other table is as it was). This kernel has no ip_vs: a stand-in ipvsadm that
+    records what it is asked takes the IPVS half (IPVS itself: tests/integration/test_ipvs_kernel.py)."""
+    converge(lab, fresh, WEIGHTED)
+    assert lab.live().present
+    log = fresh / "ipvsadm.log"
+    ipvsadm = fresh / "ipvsadm"
+    ipvsadm.write_text(f'#!/bin/sh\necho "$*" >> {log}\n')
+    ipvsadm.chmod(0o755)
+    ipvs = dataclasses.replace(OPTIONS, engine="ipvs", ipvsadm=str(ipvsadm))
+    checked = converge(lab, fresh, WEIGHTED, check=True, options=ipvs)
+    assert checked.changed
+    assert checked.cleanup == [f"delete table {_nft.TABLE} (the nftables engine's; engine is ipvs)"]
+    assert checked.cleanup_diff["before"].startswith(f"table {_nft.TABLE} {{") and checked.cleanup_diff["after"] == ""
+    assert lab.live().present and counts(lab.requests("tcp", 10, TCP_PORT))["alpha"] > 0  # check mode: still served
+    assert log.read_text().splitlines() == ["-Sn"]
+    applied = converge(lab, fresh, WEIGHTED, options=ipvs)
+    assert applied.cleanup == checked.cleanup
+    assert not lab.live().present
+    assert "-A -t 10.0.3.5:80 -s wrr" in log.read_text().splitlines()  # the IPVS half was applied before
+    # nothing DNATs the address any more: the router itself answers (nothing listens there)
+    assert set(lab.requests("tcp", 3, TCP_PORT)) == {"failed:ConnectionRefusedError"}
+    again = converge(lab, fresh, WEIGHTED, options=ipvs)
+    assert again.cleanup == [] and again.warnings == []
