@@ -144,7 +144,7 @@ def converge_lb(
     check_mode: bool,
 ) -> LbResult:
     """Allocate, plan the engine's table against the kernel's, apply, publish; then remove the other engine's
-    entries (see _drop_other_engine). A failure carries the warnings found before it (a bad Service is reported
+    entries (see drop_other_engine). A failure carries the warnings found before it (a bad Service is reported
     even when ipvsadm or nft then fails)."""
     result = LbResult()
     try:
@@ -159,7 +159,7 @@ def converge_lb(
             result=result,
         )
         # after the engine in use took its table: then what the other one left behind goes
-        _drop_other_engine(opts, runner, check_mode=check_mode, result=result)
+        drop_other_engine(opts, runner, check_mode=check_mode, result=result)
     except K8RouterError as exc:
         raise K8RouterError(str(exc), [*result.warnings, *exc.warnings]) from exc
     return result
@@ -229,18 +229,25 @@ def _ipvs_loaded(ipvsadm: str) -> bool:
     return os.path.exists(PROC_IP_VS) and _present(ipvsadm)
 
 
-def _drop_other_engine(
-    opts: LbOptions, runner: Callable[[Sequence[str]], tuple[int, str, str]], *, check_mode: bool, result: LbResult
-) -> None:
+def drop_other_engine(
+    opts: LbOptions,
+    runner: Callable[[Sequence[str]], tuple[int, str, str]],
+    *,
+    check_mode: bool,
+    result: LbResult | None = None,
+) -> LbResult:
     """Remove what the engine not in use left behind (after a switch of load_balancer.engine), by the same plan,
     check and diff rules: k8router's IPVS virtual services (on pool addresses) when the engine is nftables, the
     table inet k8router_lb when it is ipvs. Skipped quietly where the other engine's tool or kernel part is
-    absent; a tool that cannot read is a warning; a removal that fails fails the L4 half, as the engine would."""
+    absent; a tool that cannot read is a warning; a removal that fails fails the L4 half, as the engine would.
+    converge_lb runs it after the engine's own half, into that half's ``result``; alone, into a new one."""
+    result = LbResult() if result is None else result
     if opts.engine == "nftables":
         _drop_ipvs(opts, runner, check_mode=check_mode, result=result)
     else:
         _drop_nft(opts, runner, check_mode=check_mode, result=result)
     result.changed = result.changed or bool(result.cleanup)
+    return result
 
 
 def _drop_ipvs(
