@@ -319,9 +319,11 @@ def container_running(name: str) -> bool:
     return out.strip() == "true"
 
 
-# The containers' /proc/sys is read-only: the routers' ECMP hash (router_sysctls in the inventory) is set here, and
-# the role finds it already set.
-ROUTER_SYSCTLS = ("--sysctl", "net.ipv4.fib_multipath_hash_policy=1")
+# The containers' /proc/sys is read-only: the routers' ECMP hash (in the router role's router_sysctls) is set here,
+# and the role finds it already set.
+ROUTER_SYSCTLS = (
+    "--sysctl", "net.ipv4.fib_multipath_hash_policy=1", "--sysctl", "net.ipv6.fib_multipath_hash_policy=1",
+)  # fmt: skip
 
 
 def ensure_containers() -> None:
@@ -602,13 +604,6 @@ def write_inventory(clusters: Mapping[str, kubelab.Cluster], parts: Parts) -> No
             # L4: the routers share the host's kernel, which has no IPVS: the nftables engine. The pool is
             # router_lb_pool (converge_lb_pool's default); these routers own the lab's class and write the status.
             "converge_load_balancer": {"engine": "nftables", "write_status": True, "classes": [LB_CLASS]},
-            # ECMP over a cluster's workers hashes on ports too (the default hashes addresses only: one client
-            # would always reach the same worker).
-            "router_sysctls": {
-                "net.ipv4.ip_forward": 1,
-                "net.ipv4.ip_nonlocal_bind": 1,
-                "net.ipv4.fib_multipath_hash_policy": 1,
-            },
         },
     )
     write_yaml(

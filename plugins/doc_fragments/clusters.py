@@ -102,6 +102,17 @@ options:
           - A host claimed outside the list is refused and reported. Unset, the cluster may claim any host.
         type: list
         elements: str
+      load_balancer_classes:
+        description:
+          - C(loadBalancerClass) values this router set serves in this cluster (with
+            O(k8router.edge.k8router#module:load_balancer)), in place of
+            O(k8router.edge.k8router#module:load_balancer.classes). An empty list serves no Service with a class there.
+          - Unset, the cluster is served the router set's O(k8router.edge.k8router#module:load_balancer.classes).
+            Services without a class follow O(k8router.edge.k8router#module:load_balancer.include_unclassed) in every
+            cluster.
+          - M(k8router.edge.k8router_info) takes the option and does not use it.
+        type: list
+        elements: str
   request_timeout:
     description: Seconds to wait for each request to a cluster.
     type: float

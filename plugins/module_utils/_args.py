@@ -64,6 +64,7 @@ CLUSTER_ARGS: dict[str, Any] = {
             },
             "state": {"type": "str", "choices": ["active", "drain", "offline"], "default": "active"},
             "allowed_hosts": {"type": "list", "elements": "str"},
+            "load_balancer_classes": {"type": "list", "elements": "str"},
         },
     },
     "request_timeout": {"type": "float", "default": 10},
@@ -159,12 +160,14 @@ def options_from_params(params: Mapping[str, Any]) -> Any:
             read_services=bool(lb_params),
         )
         allowed = item["allowed_hosts"]
+        lb_classes = item.get("load_balancer_classes")
         settings = ClusterSettings(
             name,
             item["weight"],
             item["state"],
             tuple(allowed) if allowed is not None else None,
             _health_check(name, item.get("health_check") or {}),
+            tuple(lb_classes) if lb_classes is not None else None,
         )
         clusters.append((source, settings))
     certs = [(c["cert"], c.get("key")) for c in params["certificates"]]

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ansible_collections.k8router.edge.plugins.module_utils._errors import ClusterReadError
+from ansible_collections.k8router.edge.plugins.module_utils._errors import ClusterReadError, StatusConflictError
 from ansible_collections.k8router.edge.plugins.module_utils._hosts import host_problem
 from ansible_collections.k8router.edge.plugins.module_utils._model import Backend, ClusterSnapshot
 from ansible_collections.k8router.edge.plugins.module_utils._services import (
@@ -199,6 +199,7 @@ def load_balancer_services(cluster: str, services: Sequence[Any]) -> tuple[list[
                 cluster_ips=tuple(str(a) for a in spec.cluster_ips or []),
                 uid=str(meta.uid or ""),
                 created=_created(meta),
+                resource_version=_text(meta.resource_version) or "",
             )
         )
     return found, warnings
@@ -269,22 +270,51 @@ def read_cluster(source: ClusterSource) -> ClusterSnapshot:
     )
 
 
-def publish_address(source: ClusterSource, namespace: str, name: str, address: str) -> None:
-    """Write ``address`` into the Service's status.loadBalancer.ingress (services/status only)."""
+def publish_address(source: ClusterSource, namespace: str, name: str, address: str, resource_version: str) -> None:
+    """Write ``address`` into the Service's status.loadBalancer.ingress (services/status only).
+
+    The patch carries ``resource_version`` (the Service as read): the API server applies it only to that
+    version of the Service, so a status written by anyone since is never overwritten. A newer version (HTTP 409)
+    or a Service deleted since (HTTP 404) raises StatusConflictError; any other failure ClusterReadError.
+    """
     if not HAS_KUBERNETES:
         raise ClusterReadError("the kubernetes Python client is not installed")
+    where = f"cluster {source.name}: service {namespace}/{name}: status not written"
+    if not resource_version:
+        raise StatusConflictError(f"{where}: no resourceVersion read")
     api = api_client(source.kubeconfig, source.context)
     try:
-        body = {"status": {"loadBalancer": {"ingress": [{"ip": address}]}}}
+        body = {
+            "metadata": {"resourceVersion": resource_version},
+            "status": {"loadBalancer": {"ingress": [{"ip": address}]}},
+        }
         k8s_client.CoreV1Api(api).patch_namespaced_service_status(
             name, namespace, body, _content_type="application/merge-patch+json", _request_timeout=source.timeout
         )
     except Exception as exc:
-        raise ClusterReadError(
-            f"cluster {source.name}: service {namespace}/{name}: status not written: {api_error(exc)}"
-        ) from exc
+        if getattr(exc, "status", None) in (404, 409):
+            raise StatusConflictError(f"{where}: {api_error(exc)}") from exc
+        raise ClusterReadError(f"{where}: {api_error(exc)}") from exc
     finally:
         api.close()
+
+
+def read_service(source: ClusterSource, namespace: str, name: str) -> LbService | None:
+    """The Service as it is now (None: deleted, or no longer of type LoadBalancer); ClusterReadError if unread."""
+    if not HAS_KUBERNETES:
+        raise ClusterReadError("the kubernetes Python client is not installed")
+    api = api_client(source.kubeconfig, source.context)
+    try:
+        svc = k8s_client.CoreV1Api(api).read_namespaced_service(name, namespace, _request_timeout=source.timeout)
+    except Exception as exc:
+        if getattr(exc, "status", None) == 404:
+            return None
+        where = f"cluster {source.name}: service {namespace}/{name}"
+        raise ClusterReadError(f"{where}: not read again after a conflict: {api_error(exc)}") from exc
+    finally:
+        api.close()
+    found, _warnings = load_balancer_services(source.name, [svc])
+    return found[0] if found else None
 
 
 def read_clusters(sources: Sequence[ClusterSource]) -> tuple[dict[str, ClusterSnapshot], dict[str, str]]:

@@ -359,9 +359,11 @@ def _converge_l4(
         raise K8RouterError(
             f"{exc} (haproxy is {done}; the L4 half is not)", [*result.warnings, *exc.warnings]
         ) from exc
-    result.services, result.ipvs = lb.services, lb.operations
+    result.services, result.ipvs = lb.services, [*lb.operations, *lb.cleanup]
     if diff and lb.operations:
         result.diff.append({"before_header": lb.diff_header, "after_header": lb.diff_header, **lb.diff})
+    if diff and lb.cleanup:
+        result.diff.append(lb.cleanup_diff)
     result.warnings.extend(lb.warnings)
     result.changed = result.changed or lb.changed
 

@@ -21,6 +21,10 @@ class ClusterReadError(K8RouterError):
     """A cluster could not be read completely (unreachable, refused, cut off)."""
 
 
+class StatusConflictError(ClusterReadError):
+    """A status write met a newer version of its Service than the one it was planned from (HTTP 409 Conflict)."""
+
+
 class ConfigInvalidError(K8RouterError):
     """A rendered candidate failed validation; it was kept beside the live file, which is untouched."""
 

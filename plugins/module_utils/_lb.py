@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.k8router.edge.plugins.module_utils._cluster import ClusterSource, publish_address
-from ansible_collections.k8router.edge.plugins.module_utils._errors import ClusterReadError, K8RouterError
+from ansible_collections.k8router.edge.plugins.module_utils._cluster import ClusterSource, publish_address, read_service
+from ansible_collections.k8router.edge.plugins.module_utils._errors import (
+    ClusterReadError,
+    K8RouterError,
+    StatusConflictError,
+)
 from ansible_collections.k8router.edge.plugins.module_utils._ipvs import (
     OP_ADD_REAL,
     OP_ADD_SERVICE,
@@ -25,20 +30,27 @@ from ansible_collections.k8router.edge.plugins.module_utils._ipvs import (
     plan,
 )
 from ansible_collections.k8router.edge.plugins.module_utils._model import ClusterSettings, ClusterSnapshot
+from ansible_collections.k8router.edge.plugins.module_utils._nft import TABLE as NFT_TABLE
 from ansible_collections.k8router.edge.plugins.module_utils._nft import NftDriver, NftError
 from ansible_collections.k8router.edge.plugins.module_utils._nft import plan as nft_plan
+from ansible_collections.k8router.edge.plugins.module_utils._nft import render as nft_render
 from ansible_collections.k8router.edge.plugins.module_utils._services import (
     LbPlan,
+    LbService,
     LbSettings,
     Virtual,
     plan_services,
     pool_contains,
+    recheck_status_write,
     served,
 )
 from ansible_collections.k8router.edge.plugins.module_utils._state import write_atomic
 
 ALLOCATIONS = "lb-addresses.json"
 RESTORE_FROM = 20  # this many adds or more go to the kernel in one ipvsadm -R
+PROC_IP_VS = "/proc/net/ip_vs"  # there once the kernel's ip_vs is loaded (ipvsadm would load it: never run it before)
+IPVS_HEADER = "IPVS (k8router's entries)"
+NFT_HEADER = f"nftables (table {NFT_TABLE})"
 
 
 @dataclass(frozen=True)
@@ -59,9 +71,12 @@ class LbResult:
     changed: bool = False
     operations: list[str] = field(default_factory=list)
     diff: dict[str, str] = field(default_factory=dict)
-    diff_header: str = "IPVS (k8router's entries)"
+    diff_header: str = IPVS_HEADER
     services: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # the other engine's entries k8router removes (left behind by a switch of load_balancer.engine), and their diff
+    cleanup: list[str] = field(default_factory=list)
+    cleanup_diff: dict[str, str] = field(default_factory=dict)
 
 
 def _load(state_dir: str) -> dict[str, str]:
@@ -91,7 +106,10 @@ def plan_lb(
 ) -> tuple[LbPlan, list[dict[str, Any]]]:
     """The services of this router set, their addresses and virtual services, and the ``services`` rows. Pure."""
     weights = {cfg.name: (0 if cfg.state == "drain" else cfg.weight) for cfg in settings if cfg.state != "offline"}
-    services = served([s for snap in snapshots.values() for s in snap.services], opts.classes, opts.include_unclassed)
+    cluster_classes = {cfg.name: cfg.load_balancer_classes for cfg in settings if cfg.load_balancer_classes is not None}
+    services = served(
+        [s for snap in snapshots.values() for s in snap.services], opts.classes, opts.include_unclassed, cluster_classes
+    )
     lb = plan_services(services, opts.settings, weights)
     ports: dict[str, list[str]] = {}
     for v in lb.virtuals:
@@ -125,8 +143,9 @@ def converge_lb(
     stdin_runner: Callable[[Sequence[str], str], tuple[int, str, str]] | None = None,
     check_mode: bool,
 ) -> LbResult:
-    """Allocate, plan the engine's table against the kernel's, apply, publish. A failure carries the warnings
-    found before it (a bad Service is reported even when ipvsadm or nft then fails)."""
+    """Allocate, plan the engine's table against the kernel's, apply, publish; then remove the other engine's
+    entries (see drop_other_engine). A failure carries the warnings found before it (a bad Service is reported
+    even when ipvsadm or nft then fails)."""
     result = LbResult()
     try:
         _converge_lb(
@@ -139,6 +158,8 @@ def converge_lb(
             check_mode=check_mode,
             result=result,
         )
+        # after the engine in use took its table: then what the other one left behind goes
+        drop_other_engine(opts, runner, check_mode=check_mode, result=result)
     except K8RouterError as exc:
         raise K8RouterError(str(exc), [*result.warnings, *exc.warnings]) from exc
     return result
@@ -200,6 +221,89 @@ def _converge_lb(
     return result
 
 
+def _present(binary: str) -> bool:
+    return shutil.which(binary) is not None
+
+
+def _ipvs_loaded(ipvsadm: str) -> bool:
+    return os.path.exists(PROC_IP_VS) and _present(ipvsadm)
+
+
+def drop_other_engine(
+    opts: LbOptions,
+    runner: Callable[[Sequence[str]], tuple[int, str, str]],
+    *,
+    check_mode: bool,
+    result: LbResult | None = None,
+) -> LbResult:
+    """Remove what the engine not in use left behind (after a switch of load_balancer.engine), by the same plan,
+    check and diff rules: k8router's IPVS virtual services (on pool addresses) when the engine is nftables, the
+    table inet k8router_lb when it is ipvs. Skipped quietly where the other engine's tool or kernel part is
+    absent; a tool that cannot read is a warning; a removal that fails fails the L4 half, as the engine would.
+    converge_lb runs it after the engine's own half, into that half's ``result``; alone, into a new one."""
+    result = LbResult() if result is None else result
+    if opts.engine == "nftables":
+        _drop_ipvs(opts, runner, check_mode=check_mode, result=result)
+    else:
+        _drop_nft(opts, runner, check_mode=check_mode, result=result)
+    result.changed = result.changed or bool(result.cleanup)
+    return result
+
+
+def _drop_ipvs(
+    opts: LbOptions, runner: Callable[[Sequence[str]], tuple[int, str, str]], *, check_mode: bool, result: LbResult
+) -> None:
+    if not _ipvs_loaded(opts.ipvsadm):
+        return
+    pool = opts.settings.pool
+
+    def owned(key: tuple[str, str, int]) -> bool:
+        return pool_contains(pool, key[1])
+
+    driver = IpvsDriver(runner, opts.ipvsadm)
+    try:
+        current = driver.current()
+        ops = plan({}, current, owned)
+    except (IpvsError, ValueError) as exc:
+        result.warnings.append(f"IPVS: entries the ipvs engine may have left behind not looked for: {exc}")
+        return
+    if not ops:
+        return
+    result.cleanup = [f"{op.text} (the ipvs engine's; engine is nftables)" for op in ops]
+    before = format_save({k: v for k, v in current.items() if owned(k)})
+    result.cleanup_diff = {"before_header": IPVS_HEADER, "after_header": IPVS_HEADER, "before": before, "after": ""}
+    if check_mode:
+        return
+    try:
+        driver.apply(ops)
+    except IpvsError as exc:
+        raise K8RouterError(f"IPVS: removing the ipvs engine's entries: {exc}") from exc
+
+
+def _drop_nft(
+    opts: LbOptions, runner: Callable[[Sequence[str]], tuple[int, str, str]], *, check_mode: bool, result: LbResult
+) -> None:
+    if not _present(opts.nft):
+        return
+    driver = NftDriver(runner, None, opts.nft)
+    try:
+        live = driver.current()
+    except NftError as exc:
+        result.warnings.append(f"nftables: the nftables engine's table not looked for: {exc}")
+        return
+    if not live.present:
+        return
+    result.cleanup = [f"delete table {NFT_TABLE} (the nftables engine's; engine is ipvs)"]
+    before = live.text if live.problem is not None else nft_render(live.table)
+    result.cleanup_diff = {"before_header": NFT_HEADER, "after_header": NFT_HEADER, "before": before, "after": ""}
+    if check_mode:
+        return
+    try:
+        driver.delete()
+    except NftError as exc:
+        raise K8RouterError(f"nftables: {exc}") from exc
+
+
 def _record(
     opts: LbOptions,
     clusters: Sequence[tuple[ClusterSource, ClusterSettings]],
@@ -240,7 +344,7 @@ def _converge_nft(
         raise K8RouterError(f"nftables: {exc}") from exc
     result.warnings.extend(table.warnings)
     result.diff = {"before": table.before, "after": table.after}
-    result.diff_header = "nftables (table inet k8router_lb)"
+    result.diff_header = NFT_HEADER
     result.operations = table.operations
     result.changed = (
         bool(table.operations) or lb.addresses != previous or (opts.write_status and bool(lb.status_writes))
@@ -260,15 +364,37 @@ def publish(lb: LbPlan, sources: Sequence[ClusterSource]) -> list[str]:
     """Write each planned address into its Service's status (only the router set that owns the classes does).
 
     ``lb.status_writes`` never holds a Service whose status names an address outside the pool: another
-    owner's status is reported by the planner and left alone. A write that fails is a warning; the next run
-    writes again.
+    owner's status is reported by the planner and left alone. Each write carries the resourceVersion the
+    address was planned from, so a status written since (by another router set, or another router of this
+    one) is never overwritten: on a conflict the Service is read again and the write repeated once only if
+    nothing its address depends on changed (see _services.recheck_status_write). A write that fails or
+    conflicts again is a warning naming the Service; the next run decides again. Never raises.
     """
     warnings = []
     by_name = {source.name: source for source in sources}
     for key, address in sorted(lb.status_writes.items()):
-        cluster, namespace, name = key.split("/", 2)
         try:
-            publish_address(by_name[cluster], namespace, name, address)
+            warning = _publish_one(by_name[key.split("/", 1)[0]], lb.status_read[key], address)
         except ClusterReadError as exc:
-            warnings.append(str(exc))
+            warning = str(exc)
+        if warning is not None:
+            warnings.append(warning)
     return warnings
+
+
+def _publish_one(source: ClusterSource, read: LbService, address: str) -> str | None:
+    """One status write with its precondition, re-decided once after a conflict: None, or why not written."""
+    try:
+        publish_address(source, read.namespace, read.name, address, read.resource_version)
+        return None
+    except StatusConflictError:
+        pass
+    fresh = read_service(source, read.namespace, read.name)
+    again, why = recheck_status_write(read, fresh, address)
+    if not again or fresh is None:
+        return why
+    try:
+        publish_address(source, read.namespace, read.name, address, fresh.resource_version)
+    except StatusConflictError as exc:
+        return f"{exc}; it changed again while being written (twice in one run), the next run decides again"
+    return None

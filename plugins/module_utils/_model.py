@@ -80,6 +80,7 @@ class ClusterSettings:
     state: str = "active"
     allowed_hosts: tuple[str, ...] | None = None
     health_check: HealthCheck = HealthCheck()
+    load_balancer_classes: tuple[str, ...] | None = None  # None: the router set's load_balancer.classes
 
 
 @dataclass(frozen=True)

@@ -570,6 +570,13 @@ class NftDriver:
     def apply(self, text: str) -> None:
         self._load([self.nft, "-f", "-"], text)
 
+    def delete(self) -> None:
+        """Delete k8router's table (another L4 engine took over); nothing else is named."""
+        rc, out, err = self.runner([self.nft, "delete", "table", FAMILY, NAME])
+        if rc != 0:
+            message = (err.strip() or out.strip() or f"rc={rc}").replace("\n", " | ")
+            raise NftError(f"{self.nft} delete table {TABLE} failed: {message}")
+
 
 @dataclass
 class NftPlan:

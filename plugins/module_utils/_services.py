@@ -88,6 +88,7 @@ class LbService:
     cluster_ips: tuple[str, ...] = ()  # spec.clusterIPs, primary first (empty: cluster_ip alone)
     uid: str = ""
     created: str = ""  # metadata.creationTimestamp, RFC 3339 in UTC
+    resource_version: str = ""  # metadata.resourceVersion: the precondition of a status write
 
     @property
     def key(self) -> str:
@@ -109,6 +110,7 @@ class LbService:
             "cluster_ips": list(self.cluster_ips),
             "uid": self.uid,
             "created": self.created,
+            "resource_version": self.resource_version,
         }
 
     @classmethod
@@ -128,6 +130,7 @@ class LbService:
             cluster_ips=tuple(str(a) for a in data.get("cluster_ips") or ()),
             uid=str(data.get("uid") or ""),
             created=str(data.get("created") or ""),
+            resource_version=str(data.get("resource_version") or ""),
         )
 
 
@@ -157,6 +160,7 @@ class LbPlan:
     virtuals: list[Virtual] = field(default_factory=list)
     status_writes: dict[str, str] = field(default_factory=dict)  # service key -> address to publish
     problems: list[str] = field(default_factory=list)
+    status_read: dict[str, LbService] = field(default_factory=dict)  # each status write's Service as read
 
 
 @dataclass(frozen=True)
@@ -215,12 +219,24 @@ def _pool_addresses(pool: Sequence[str], version: int) -> Iterator[str]:
             yield str(ip)
 
 
-def served(services: Iterable[LbService], classes: Sequence[str], include_unclassed: bool) -> list[LbService]:
-    """The services of this router set: a served loadBalancerClass, or no class when asked for."""
+def served(
+    services: Iterable[LbService],
+    classes: Sequence[str],
+    include_unclassed: bool,
+    cluster_classes: Mapping[str, Sequence[str]] | None = None,
+) -> list[LbService]:
+    """The services of this router set: a served loadBalancerClass, or no class when asked for.
+
+    ``cluster_classes`` maps a cluster to the classes served in it (its ``load_balancer_classes``); a cluster
+    missing from it is served the router set's ``classes``. Services without a class follow
+    ``include_unclassed`` in every cluster.
+    """
+    per_cluster = cluster_classes or {}
     return [
         s
         for s in services
-        if (s.load_balancer_class in classes) or (s.load_balancer_class is None and include_unclassed)
+        if (s.load_balancer_class is None and include_unclassed)
+        or (s.load_balancer_class is not None and s.load_balancer_class in per_cluster.get(s.cluster, classes))
     ]
 
 
@@ -390,6 +406,47 @@ def check_service(svc: LbService, lb: LbSettings) -> tuple[CheckedService | None
     )
 
 
+def _address_inputs(svc: LbService) -> tuple[object, ...]:
+    """What a Service's address is decided from (besides the other Services)."""
+    return (
+        svc.load_balancer_class,
+        svc.cluster_ip,
+        svc.cluster_ips,
+        svc.ports,
+        svc.requested,
+        svc.load_balancer_ip,
+        svc.address_annotations,
+        svc.status,
+    )
+
+
+def recheck_status_write(read: LbService, fresh: LbService | None, address: str) -> tuple[bool, str | None]:
+    """After a status write met a newer resourceVersion: write ``address`` again, and why not (a warning, or None).
+
+    ``read`` is the Service the address was planned from, ``fresh`` the same Service read again (None: deleted, or
+    no longer of type LoadBalancer). The write is repeated only when nothing the address was decided from has
+    changed; a status written meanwhile (by another router set or another router of this one) is never
+    overwritten; the next run decides again from what it reads.
+    """
+    if fresh is None:
+        return False, None  # gone: nothing to publish
+    where = f"service {read.key}"
+    if fresh.status == (address,):
+        return False, None  # already published (another router of the set)
+    if fresh.status != read.status:
+        now = ", ".join(shown(s) for s in fresh.status) or "nothing"
+        return False, (
+            f"{where}: status.loadBalancer.ingress changed since it was read (now {now}): {address} not written, "
+            "the status is left alone; the next run decides again"
+        )
+    if _address_inputs(fresh) != _address_inputs(read):
+        return False, (
+            f"{where}: changed since it was read (class, addresses or ports): {address} not written; "
+            "the next run decides again"
+        )
+    return True, None
+
+
 def _address_order(address: str) -> tuple[int, int]:
     ip = ipaddress.ip_address(address)
     return ip.version, int(ip)
@@ -492,6 +549,7 @@ def plan_services(services: Sequence[LbService], lb: LbSettings, weights: Mappin
     """
     result = LbPlan()
     checked: list[CheckedService] = []
+    read: dict[str, LbService] = {}
     for svc in services:
         if svc.cluster not in weights:
             continue
@@ -502,6 +560,7 @@ def plan_services(services: Sequence[LbService], lb: LbSettings, weights: Mappin
         result.problems.extend(warnings)
         if item is not None:
             checked.append(item)
+            read.setdefault(item.key, svc)
     keys: dict[str, CheckedService] = {}
     for item in sorted(checked, key=lambda s: s.order):
         if item.key in keys:
@@ -523,5 +582,6 @@ def plan_services(services: Sequence[LbService], lb: LbSettings, weights: Mappin
             result.addresses[m.key] = address
             if m.status_raw != (address,):
                 result.status_writes[m.key] = address
+                result.status_read[m.key] = read[m.key]
     result.addresses = dict(sorted(result.addresses.items()))
     return result

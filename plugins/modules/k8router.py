@@ -132,7 +132,9 @@ options:
         elements: str
         required: true
       classes:
-        description: C(loadBalancerClass) values this router set serves.
+        description:
+          - C(loadBalancerClass) values this router set serves, in each cluster without a
+            O(clusters[].load_balancer_classes) of its own.
         type: list
         elements: str
         default: []
@@ -144,7 +146,13 @@ options:
         description:
           - Write the address into each Service's C(status.loadBalancer.ingress).
           - Only the router set that owns the load-balancer classes should (one per class). A status holding
-            an address outside this set's pool is never overwritten.
+            an address outside this set's pool is never overwritten; a second set that claims the same class
+            reports such a Service and does not serve it.
+          - Each write carries the C(resourceVersion) of the Service as read in this run, so a status written by
+            anyone in between is never overwritten. On a conflict the Service is read again; the write is
+            repeated once when nothing its address depends on changed, else (or when it conflicts again) a
+            warning names C(cluster/namespace/name) and the next run decides again. A failed write never fails
+            the run.
         type: bool
         default: false
       schedulers:
@@ -168,6 +176,11 @@ options:
           - With C(nftables) each service picks an endpoint for a new connection at random, by weight (a weight of 0
             gets none); the schedulers C(rr) (equal shares) and C(wrr) (shares by weight) are honoured, any other is
             warned about per service and served as C(wrr).
+          - Switching engines removes what the other one left behind, after the new one is in place, with the same
+            check and diff behaviour (check mode reports the removal and changes nothing). With C(nftables), the
+            IPVS virtual services on addresses of O(load_balancer.pool) are deleted (only when the kernel's
+            C(ip_vs) is loaded and O(load_balancer.ipvsadm) is installed; otherwise nothing is run). With C(ipvs),
+            the table C(inet k8router_lb) is deleted when O(load_balancer.nft) is installed and the table exists.
         type: str
         choices: [ipvs, nftables]
         default: ipvs

@@ -12,7 +12,9 @@ stays inside the guest (servers and clients on ``lo``):
 - replacing one real server, draining the other (weight 0) and changing the scheduler each issue only that
   service's operations, while an established TCP connection (HTTP keep-alive) keeps working throughout;
 - a second apply issues zero operations; ipvsadm's errors come back as IpvsError naming the operation;
-- a batch through ``ipvsadm -R`` (apply_restore) lands, and a failing line in it is detected.
+- a batch through ``ipvsadm -R`` (apply_restore) lands, and a failing line in it is detected;
+- the module's L4 half (``_lb.converge_lb``) programs two clusters' services; switching to the nftables engine
+  then removes exactly those virtual services (``_lb.drop_other_engine``; check mode changes nothing).
 
 Prints one line ``K8R-IPVS-RESULT {json}``: ``checks`` (name -> {ok, detail}) and ``timings``.
 """
@@ -448,6 +450,81 @@ def main(repo: Path) -> dict[str, Any]:
         return ok, detail
 
     checks.attempt("module_lb_converge", module_lb_converge)
+
+    def engine_switch_drops_ipvs() -> tuple[bool, object]:
+        """engine: ipvs (what module_lb_converge left in the kernel), then nftables: the step converge_lb runs after
+        the nftables half (_lb.drop_other_engine) removes k8router's virtual services on the pool, with the real
+        ipvsadm. Check mode reports them and the VIP still answers; the run deletes them and nothing else (the
+        earlier tables' entries outside that pool, the hand-made ones); a second run has nothing to remove."""
+        from ansible_collections.k8router.edge.plugins.module_utils import _lb, _services  # noqa: PLC0415
+
+        lb_pool = ipaddress.ip_network("10.0.3.0/28")
+        opts = _lb.LbOptions(settings=_services.LbSettings(pool=(str(lb_pool),)), classes=("edge",), engine="nftables")
+
+        def ours() -> dict[Any, Any]:
+            return {k: v for k, v in driver.current().items() if ipaddress.ip_address(k[1]) in lb_pool}
+
+        def others() -> dict[Any, Any]:
+            return {k: v for k, v in driver.current().items() if ipaddress.ip_address(k[1]) not in lb_pool}
+
+        left, kept = ours(), others()
+        backends = [start_http(a) for a in ("10.96.0.31", "10.97.0.31")]
+        try:
+            checked = _lb.drop_other_engine(opts, run, check_mode=True)
+            after_check = ours()
+            served = sorted(set(fresh_gets("10.0.3.5", 6, HTTP_PORT)))
+            applied = _lb.drop_other_engine(opts, run, check_mode=False)
+            remaining, untouched = ours(), others()
+            try:
+                fresh_gets("10.0.3.5", 1, HTTP_PORT)
+                refused: object = "answered"
+            except ConnectionRefusedError:
+                refused = True
+            again = _lb.drop_other_engine(opts, run, check_mode=False)
+        finally:
+            for server in backends:
+                server.shutdown()
+                server.server_close()
+        expected = sorted(
+            f"delete virtual service {v.name} (with its {len(v.reals)} real servers) (the ipvs engine's; engine is nftables)"
+            for v in left.values()
+        )
+        detail = {
+            "left": ipvs.format_save(left),
+            "cleanup": checked.cleanup,
+            "expected": expected,
+            "diff": checked.cleanup_diff,
+            "after_check": ipvs.format_save(after_check),
+            "served_in_check_mode": served,
+            "remaining": ipvs.format_save(remaining),
+            "refused_after": refused,
+            "again": [again.cleanup, again.warnings],
+        }
+        ok = (
+            len(left) == 2 + 24  # module_lb_converge's services
+            and checked.changed
+            and sorted(checked.cleanup) == expected
+            and checked.cleanup_diff
+            == {
+                "before_header": "IPVS (k8router's entries)",
+                "after_header": "IPVS (k8router's entries)",
+                "before": ipvs.format_save(left),
+                "after": "",
+            }
+            and checked.warnings == []
+            and after_check == left
+            and served == ["10.96.0.31"]  # beta drained by module_lb_converge's last run
+            and applied.changed
+            and applied.cleanup == checked.cleanup
+            and remaining == {}
+            and untouched == kept
+            and bool(kept)
+            and refused is True
+            and (again.changed, again.cleanup, again.cleanup_diff, again.warnings) == (False, [], {}, [])
+        )
+        return ok, detail
+
+    checks.attempt("engine_switch_drops_ipvs", engine_switch_drops_ipvs)
 
     def foreign_untouched() -> tuple[bool, object]:
         after = foreign_lines()

@@ -44,6 +44,10 @@ CHECKS = [
         "module_lb_converge",
         "the module's L4 half: two clusters' services -> allocated VIPs in the kernel, traffic to both, no-op rerun, drain = one edit",
     ),
+    (
+        "engine_switch_drops_ipvs",
+        "engine nftables removes the ipvs engine's virtual services on the pool (check mode: reported, still served), nothing else, once",
+    ),
     ("foreign_entries_untouched", "the hand-made entries are byte-for-byte the same after everything"),
 ]
 

@@ -13,6 +13,7 @@ namespace.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -201,7 +202,12 @@ OPTIONS = _lb.LbOptions(settings=_services.LbSettings(pool=POOL), classes=("edge
 
 
 def converge(
-    lab: Lab, state: Path, weights: dict[str, tuple[int, str]], *, check: bool = False, scheduler: str | None = None
+    lab: Lab,
+    state: Path,
+    weights: dict[str, tuple[int, str]],
+    *,
+    check: bool = False,
+    scheduler: str | None = None,
 ) -> _lb.LbResult:
     """k8router's L4 half for the three clusters: ``weights`` maps a cluster to (weight, state)."""
     clusters = [(None, _model.ClusterSettings(c, weight=w, state=s)) for c, (w, s) in weights.items()]
@@ -346,3 +352,43 @@ def test_the_unit_tests_json_is_what_nft_prints(lab: Lab, fresh: Path, case: str
     assert live.problem is None and stored.problem is None
     assert live.table == stored.table
     netns_exec(lab.router, "nft", "delete", "table", _nft.FAMILY, _nft.NAME)
+
+
+IPVS_ENGINE = dataclasses.replace(OPTIONS, engine="ipvs")
+
+
+def test_switching_to_the_ipvs_engine_deletes_the_table_and_nothing_else(lab: Lab, fresh: Path) -> None:
+    """engine: nftables, then ipvs: the removal of the nftables engine's table (``_lb.drop_other_engine``, the step
+    ``converge_lb`` runs after an engine's own half) with the real nft in the router namespace. Check mode reports
+    the deletion with the table as it is and leaves it serving; the run deletes it and the address is no longer
+    DNAT'd; the fixture checks every other table (the role's, somebody else's) is as it was; a second run has
+    nothing to remove. Not here: the IPVS half of an ipvs run, which needs ip_vs (this kernel has none; real IPVS is
+    tests/integration/test_ipvs_kernel.py, where the reverse switch, nftables removing IPVS entries, is checked);
+    that converge_lb runs this step after the engine's own half is unit-tested
+    (tests/unit/plugins/module_utils/test__lb.py)."""
+    first = converge(lab, fresh, WEIGHTED)
+    assert first.cleanup == [] and first.warnings == []  # engine nftables, no ip_vs here: no IPVS looked for
+    served = lab.nft("-a", "list", "table", _nft.FAMILY, _nft.NAME)
+    live = lab.live()
+    assert live.present and live.problem is None
+    checked = _lb.drop_other_engine(IPVS_ENGINE, lab.runner, check_mode=True)
+    assert checked.changed
+    assert checked.cleanup == [f"delete table {_nft.TABLE} (the nftables engine's; engine is ipvs)"]
+    assert checked.cleanup_diff == {
+        "before_header": f"nftables (table {_nft.TABLE})",
+        "after_header": f"nftables (table {_nft.TABLE})",
+        "before": _nft.render(live.table),
+        "after": "",
+    }
+    assert checked.cleanup_diff["before"].startswith(f"table {_nft.TABLE} {{")
+    # check mode: the very same table (same handles), still serving
+    assert lab.nft("-a", "list", "table", _nft.FAMILY, _nft.NAME) == served
+    assert counts(lab.requests("tcp", 10, TCP_PORT))["alpha"] > 0
+    applied = _lb.drop_other_engine(IPVS_ENGINE, lab.runner, check_mode=False)
+    assert applied.changed and applied.cleanup == checked.cleanup and applied.warnings == []
+    assert not lab.live().present
+    assert _nft.NAME not in lab.nft("list", "tables")
+    # nothing DNATs the address any more: the router itself answers (nothing listens there)
+    assert set(lab.requests("tcp", 3, TCP_PORT)) == {"failed:ConnectionRefusedError"}
+    again = _lb.drop_other_engine(IPVS_ENGINE, lab.runner, check_mode=False)
+    assert (again.changed, again.cleanup, again.cleanup_diff, again.warnings) == (False, [], {}, [])

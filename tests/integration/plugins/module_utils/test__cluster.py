@@ -10,7 +10,10 @@ import kubernetes.client as k8s
 import pytest
 
 from ansible_collections.k8router.edge.plugins.module_utils._cluster import ClusterSource, publish_address, read_cluster
-from ansible_collections.k8router.edge.plugins.module_utils._services import LbService, ServicePortSpec
+from ansible_collections.k8router.edge.plugins.module_utils._errors import StatusConflictError
+from ansible_collections.k8router.edge.plugins.module_utils._lb import LbOptions, plan_lb, publish
+from ansible_collections.k8router.edge.plugins.module_utils._model import ClusterSettings
+from ansible_collections.k8router.edge.plugins.module_utils._services import LbService, LbSettings, ServicePortSpec
 from lab import kubelab, kubeobjects
 from lab.kubeobjects import ServicePort
 
@@ -61,13 +64,75 @@ def test_reads_load_balancer_services_and_publishes_an_address(router_kubeconfig
         cluster_ips=(dns.cluster_ip,),
         uid=dns.uid,
         created=dns.created,
+        resource_version=dns.resource_version,
     )
     assert len(dns.uid) == 36 and re.fullmatch(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ", dns.created), dns
     assert dns.cluster_ip.startswith(beta.service_cidr.split(".")[0])
-    publish_address(source(path), NS, "dns", "192.0.2.5")
+    assert dns.resource_version.isdigit(), dns
+    publish_address(source(path), NS, "dns", "192.0.2.5", dns.resource_version)
     with beta.api_client() as api:
         status = k8s.CoreV1Api(api).read_namespaced_service_status("dns", NS).status
     assert status is not None and status.load_balancer is not None
     assert [i.ip for i in status.load_balancer.ingress or []] == ["192.0.2.5"]
     again = {s.name: s for s in read_cluster(source(path)).services if s.namespace == NS}
     assert again["dns"].status == ("192.0.2.5",)
+
+
+RACE_NS = "lb-race"
+RACE_OPTS = LbOptions(LbSettings(("192.0.2.0/28",)), classes=("edge",), write_status=True)
+
+
+def status_ips(beta: kubelab.Cluster, name: str) -> list[str | None]:
+    with beta.api_client() as api:
+        status = k8s.CoreV1Api(api).read_namespaced_service_status(name, RACE_NS).status
+    assert status is not None and status.load_balancer is not None
+    return [i.ip for i in status.load_balancer.ingress or []]
+
+
+def test_a_status_changed_between_read_and_write_is_never_overwritten(
+    router_kubeconfig: tuple[kubelab.Cluster, Path],
+) -> None:
+    """Router set A reads and plans; before it writes, another set that claims the same class publishes its own
+    address, and someone labels a second Service. A's writes carry the resourceVersion it read: the first is
+    refused by the API server and, read again, left alone and reported by name; the second is written again
+    once (only a label changed). Nothing fails."""
+    beta, path = router_kubeconfig
+    with beta.api_client() as api:
+        kubeobjects.ensure_namespace(api, RACE_NS)
+        for name in ("taken", "labelled"):
+            kubeobjects.create_load_balancer_service(
+                api, RACE_NS, name, [ServicePort("http", 80)], load_balancer_class="edge"
+            )
+    try:
+        snap = read_cluster(source(path))
+        snap.services = [s for s in snap.services if s.namespace == RACE_NS]
+        lb, _rows = plan_lb(RACE_OPTS, [ClusterSettings("beta")], {"beta": snap})
+        assert sorted(lb.status_writes) == ["beta/lb-race/labelled", "beta/lb-race/taken"]
+        ours = lb.status_writes["beta/lb-race/taken"]
+        # between A's read and A's write
+        with beta.api_client() as api:
+            kubeobjects.set_load_balancer_ingress(api, RACE_NS, "taken", ["198.51.100.9"])
+            k8s.CoreV1Api(api).patch_namespaced_service("labelled", RACE_NS, {"metadata": {"labels": {"team": "blue"}}})
+        # the precondition itself: the version A read is refused, nothing written
+        taken = next(s for s in snap.services if s.name == "taken")
+        with pytest.raises(
+            StatusConflictError, match=r"cluster beta: service lb-race/taken: status not written: HTTP 409"
+        ):
+            publish_address(source(path), RACE_NS, "taken", ours, taken.resource_version)
+        assert status_ips(beta, "taken") == ["198.51.100.9"]
+        assert publish(lb, [source(path)]) == [
+            f"service beta/lb-race/taken: status.loadBalancer.ingress changed since it was read (now '198.51.100.9'): "
+            f"{ours} not written, the status is left alone; the next run decides again"
+        ]
+        assert status_ips(beta, "taken") == ["198.51.100.9"]
+        assert status_ips(beta, "labelled") == [lb.status_writes["beta/lb-race/labelled"]]
+        # the next run: the other set's Service is reported and not served, its status still left alone
+        again = read_cluster(source(path))
+        again.services = [s for s in again.services if s.namespace == RACE_NS]
+        lb, _rows = plan_lb(RACE_OPTS, [ClusterSettings("beta")], {"beta": again})
+        assert lb.status_writes == {} and list(lb.addresses) == ["beta/lb-race/labelled"]
+        assert any(p.startswith("service beta/lb-race/taken: status.loadBalancer.ingress holds '198.51.100.9'")
+                   for p in lb.problems), lb.problems  # fmt: skip
+    finally:
+        with beta.api_client() as api:
+            k8s.CoreV1Api(api).delete_namespace(RACE_NS)

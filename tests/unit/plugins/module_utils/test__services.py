@@ -11,6 +11,7 @@ from ansible_collections.k8router.edge.plugins.module_utils._services import (
     ServicePortSpec,
     Virtual,
     plan_services,
+    recheck_status_write,
     served,
 )
 
@@ -46,6 +47,18 @@ def test_served_by_class() -> None:
     items = [svc("alpha", "a"), svc("alpha", "b", cls=None), svc("alpha", "c", cls="other")]
     assert [s.name for s in served(items, ["edge"], include_unclassed=False)] == ["a"]
     assert [s.name for s in served(items, ["edge"], include_unclassed=True)] == ["a", "b"]
+
+
+def test_served_by_the_classes_of_each_cluster() -> None:
+    """A cluster's own load_balancer_classes replace the set's classes there; unclassed Services are as before."""
+    items = [svc(c, n, cls=k) for c in ("alpha", "beta") for n, k in (("a", "edge"), ("b", None), ("c", "other"))]
+    per_cluster = {"beta": ["other"]}
+    assert [s.key for s in served(items, ["edge"], False, per_cluster)] == ["alpha/ns/a", "beta/ns/c"]
+    assert [s.key for s in served(items, ["edge"], True, per_cluster)] == [
+        "alpha/ns/a", "alpha/ns/b", "beta/ns/b", "beta/ns/c",
+    ]  # fmt: skip
+    # an empty list serves no classed Service of that cluster (not the set's classes)
+    assert [s.key for s in served(items, ["edge"], False, {"alpha": []})] == ["beta/ns/a"]
 
 
 def test_lowest_free_addresses_in_creation_order() -> None:
@@ -277,6 +290,48 @@ def test_status_of_another_owner_is_reported_and_never_overwritten() -> None:
         "service alpha/ns/named: status.loadBalancer.ingress holds 'lb.example.net', outside this router set's "
         "pool (published by another owner): not served by this set, status left alone",
     ]
+
+
+def test_status_writes_carry_the_service_as_read() -> None:
+    """Each status write keeps the Service it was planned from: its resourceVersion is the write's precondition."""
+    fresh = LbService("alpha", "ns", "new", "10.96.0.1", TCP80, "edge", resource_version="41")
+    published = LbService("alpha", "ns", "old", "10.96.0.2", TCP80, "edge", status=("192.0.2.1",), resource_version="9")
+    plan = plan_services([fresh, published], LB, WEIGHTS)
+    assert plan.status_writes == {"alpha/ns/new": "192.0.2.2"}
+    assert plan.status_read == {"alpha/ns/new": fresh}
+    assert LbService.from_json(fresh.to_json()) == fresh  # the snapshot keeps it
+
+
+READ = LbService("beta", "ns", "web", "10.97.0.1", TCP80, "edge", resource_version="7")
+
+
+@pytest.mark.parametrize(
+    ("fresh", "again", "warning"),
+    [
+        # a label or an unrelated field changed: nothing the address depends on, the write is repeated
+        (LbService("beta", "ns", "web", "10.97.0.1", TCP80, "edge", scheduler="rr", resource_version="8"), True, None),
+        # deleted or no longer a LoadBalancer: nothing to publish
+        (None, False, None),
+        # another router of the set published the same address meanwhile
+        (LbService("beta", "ns", "web", "10.97.0.1", TCP80, "edge", status=("192.0.2.1",)), False, None),
+        # another router set (or anyone) wrote the status: never overwritten
+        (LbService("beta", "ns", "web", "10.97.0.1", TCP80, "edge", status=("198.51.100.9",)), False,
+         "service beta/ns/web: status.loadBalancer.ingress changed since it was read (now '198.51.100.9'): "
+         "192.0.2.1 not written, the status is left alone; the next run decides again"),
+        (LbService("beta", "ns", "web", "10.97.0.1", TCP80, "edge", status=("192.0.2.3",)), False,
+         "service beta/ns/web: status.loadBalancer.ingress changed since it was read (now '192.0.2.3'): "
+         "192.0.2.1 not written, the status is left alone; the next run decides again"),
+        # the address would be decided differently now: left to the next run
+        (LbService("beta", "ns", "web", "10.97.0.1", TCP80, "edge", requested="192.0.2.4"), False,
+         "service beta/ns/web: changed since it was read (class, addresses or ports): 192.0.2.1 not written; "
+         "the next run decides again"),
+        (LbService("beta", "ns", "web", "10.97.0.1", TCP80, "other"), False,
+         "service beta/ns/web: changed since it was read (class, addresses or ports): 192.0.2.1 not written; "
+         "the next run decides again"),
+    ],
+)  # fmt: skip
+def test_a_conflicting_status_write_is_decided_again(fresh: LbService | None, again: bool, warning: str | None) -> None:
+    assert recheck_status_write(READ, fresh, "192.0.2.1") == (again, warning)
 
 
 def test_bad_ports_are_left_out_and_the_rest_served() -> None:

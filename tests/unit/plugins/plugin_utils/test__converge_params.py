@@ -15,7 +15,8 @@ from ansible_collections.k8router.edge.plugins.plugin_utils._converge_params imp
 CLUSTERS: list[dict[str, Any]] = [
     # what the router role needs too (BGP, API, CA) and what the run needs
     {"name": "alpha", "api_vip": "192.0.2.250", "bgp_as": 64512, "bgp_password": "s3cret", "ca_cert": "PEM",
-     "kubeconfig": "pki/alpha.kubeconfig", "k8router": {"weight": 10, "ingress_classes": ["nginx", "public"]}},
+     "kubeconfig": "pki/alpha.kubeconfig",
+     "k8router": {"weight": 10, "ingress_classes": ["nginx", "public"], "load_balancer_classes": ["alpha-lb"]}},
     {"name": "beta", "kubeconfig": "pki/beta.kubeconfig",
      "k8router": {"state": "drain", "allowed_hosts": ["*.beta.example"],
                   "health_check": {"type": "http", "port": 10254}}},
@@ -31,7 +32,7 @@ def test_every_cluster_once_with_its_kubeconfig_on_the_router_and_nothing_of_the
     params = derive()
     assert params["clusters"] == [
         {"name": "alpha", "kubeconfig": "/etc/k8router/kubeconfig/alpha", "weight": 10,
-         "ingress_classes": ["nginx", "public"]},
+         "ingress_classes": ["nginx", "public"], "load_balancer_classes": ["alpha-lb"]},
         {"name": "beta", "kubeconfig": "/etc/k8router/kubeconfig/beta", "state": "drain",
          "allowed_hosts": ["*.beta.example"], "health_check": {"type": "http", "port": 10254}},
     ]  # fmt: skip
@@ -62,6 +63,9 @@ def test_the_pool_and_the_options_reach_the_module_and_make_valid_options() -> N
     assert not validated.error_messages
     opts = options_from_params(validated.validated_parameters)
     assert [cluster[1].weight for cluster in opts.clusters] == [10, 100]
+    # alpha serves its own load-balancer classes, beta (none of its own) the set's
+    assert [cluster[1].load_balancer_classes for cluster in opts.clusters] == [("alpha-lb",), None]
+    assert opts.load_balancer.classes == ("k8router.edge/lb",)
     assert opts.load_balancer.write_status
     assert opts.max_age == 7200
 
@@ -72,6 +76,7 @@ def test_the_pool_and_the_options_reach_the_module_and_make_valid_options() -> N
         ({}, [{"name": "alpha", "kubeconfig": "k", "k8router": {"wieght": 5}}], r"router_clusters\[alpha\].k8router: unknown option\(s\) wieght"),
         ({}, [{"name": "alpha", "kubeconfig": "k", "k8router": {"weight": "lots"}}], r"weight"),
         ({}, [{"name": "alpha", "kubeconfig": "k", "k8router": {"state": "gone"}}], r"state"),
+        ({}, [{"name": "alpha", "kubeconfig": "k", "k8router": {"load_balancer_classes": {"edge": 1}}}], r"load_balancer_classes"),
         ({}, [{"name": "alpha", "kubeconfig": "k", "k8router": []}], r"router_clusters\[alpha\].k8router: a mapping"),
         ({}, [{"kubeconfig": "k"}], r"an entry without a name"),
         ({"options": {"clusters": []}}, CLUSTERS, r"converge_options: clusters are derived"),
