@@ -1,4 +1,4 @@
-"""IPVS at scale: plan on the host (pure), apply on a real kernel (one qemu guest of ``lab/ipvsvm.py``).
+"""IPVS at scale: plan on the host (pure), apply on a real kernel (one qemu guest of ``tests/fixtures/ipvsvm.py``).
 
 The table: ``--services`` LoadBalancer virtual services (every fifth one UDP, the rest TCP) on VIPs from
 10.200.0.0/16, each with one real server per cluster (``--clusters``, the service's cluster IP in that
@@ -251,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    from lab import ipvsvm  # noqa: PLC0415
+    from tests.fixtures import ipvsvm  # noqa: PLC0415
 
     load_start = os.getloadavg()
     host = host_plan(args.services, args.clusters, args.runs)

@@ -1,10 +1,10 @@
 """k8router at scale, against real clusters and a real haproxy.
 
-Starts ``--clusters`` real kube-apiserver + etcd clusters (``lab/kubelab.py``) and loads into each
+Starts ``--clusters`` real kube-apiserver + etcd clusters (``tests/fixtures/kubelab.py``) and loads into each
 ``--ingresses`` Ingresses of class ``bench`` (``--shared`` of their hosts are offered by every cluster,
 the others are the cluster's own), an ingress-controller Service with an EndpointSlice of ``--pods``
 ready pods (10.251.<cluster>.<11+n>) and the IngressClass. Starts the real haproxy of
-``lab/haproxylab.py`` (network namespace, the router role's main configuration). The hosts are covered by
+``tests/fixtures/haproxylab.py`` (network namespace, the router role's main configuration). The hosts are covered by
 wildcard certificates of ``--hosts-per-certificate`` hosts each: k8router writes one crt-list line per
 certificate naming all its hosts, and haproxy refuses lines longer than 65,535 characters, so one
 certificate for all of 3,000 hosts (``--hosts-per-certificate 0``) fails ``haproxy -c``. Then measures:
@@ -56,8 +56,8 @@ for _entry in (REPO, REPO / ".collections"):  # ansible_collections.k8router.edg
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
-    from lab.haproxylab import Haproxy
-    from lab.kubelab import CertAuthority, Cluster
+    from tests.fixtures.haproxylab import Haproxy
+    from tests.fixtures.kubelab import CertAuthority, Cluster
 
 RESULTS = REPO / "bench" / "results"
 INGRESS_CLASS = "bench"
@@ -284,7 +284,7 @@ def _create_ingress(api: ApiClient, body: dict[str, Any]) -> None:
 
 def load_cluster_base(cluster: Cluster, index: int, pods: int) -> None:
     """Node, ingress controller (Service, Pods, EndpointSlice), IngressClass, namespaces."""
-    from lab import kubeobjects  # noqa: PLC0415
+    from tests.fixtures import kubeobjects  # noqa: PLC0415
 
     ports = (kubeobjects.ServicePort("http", 80, target_port=8080),)
     backends = [kubeobjects.BackendPod(f"ctl-{n + 1}", pod_ip(index, n), NODE) for n in range(pods)]
@@ -371,7 +371,7 @@ def mark_first_pod_not_ready(cluster: Cluster) -> tuple[str, float]:
 
 
 def add_ingress(cluster: Cluster, host: str) -> float:
-    from lab import kubeobjects  # noqa: PLC0415
+    from tests.fixtures import kubeobjects  # noqa: PLC0415
 
     started = time.perf_counter()
     with cluster.api_client() as api:
@@ -448,8 +448,8 @@ def tool_version(argv: Sequence[str]) -> str:
 
 
 def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from lab import kubelab  # noqa: PLC0415
-    from lab.haproxylab import running_haproxy  # noqa: PLC0415
+    from tests.fixtures import kubelab  # noqa: PLC0415
+    from tests.fixtures.haproxylab import running_haproxy  # noqa: PLC0415
 
     figures: dict[str, Any] = {}
     log = work / "bench.log"

@@ -3,7 +3,7 @@
 """The local lab: the whole system on one machine, converged with the collection's own playbooks.
 
 Two routers (role router: haproxy, keepalived, BIRD 2, the periodic k8router run with the nftables L4
-engine), two real clusters (kube-apiserver + etcd from lab/kubelab.py) with worker containers (role
+engine), two real clusters (kube-apiserver + etcd from tests/fixtures/kubelab.py) with worker containers (role
 calico_systemd, a real kube-proxy in nftables mode, stand-in pods on pod IPs): two for alpha, so the routers
 reach its service CIDR over ECMP, one for beta. Ingresses with overlapping hosts, a LoadBalancer Service
 (TCP and UDP) offered by both clusters on one address, certificates made on the spot, and a client container.
@@ -40,15 +40,17 @@ from typing import Any
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import kubelab
-import kubeobjects as ko
-import seal
-from kubernetes import client as k8s
-from kubernetes import utils as k8s_utils
-
 REPO = Path(__file__).resolve().parent.parent
+if Path(sys.path[0]).resolve() == REPO / "lab":  # run as a script: `lab` is the package, the fixtures from the checkout
+    sys.path[0] = str(REPO)
+
+from kubernetes import client as k8s  # noqa: E402
+from kubernetes import utils as k8s_utils  # noqa: E402
+
+from lab import seal  # noqa: E402
+from tests.fixtures import kubelab  # noqa: E402
+from tests.fixtures import kubeobjects as ko  # noqa: E402
+
 CACHE = Path(os.environ.get("K8ROUTER_CACHE", Path.home() / ".cache" / "k8router-lab"))
 LAB_DIR = Path(os.environ.get("K8ROUTER_LAB_DIR", CACHE / "lab"))
 VENV_BIN = REPO / ".venv" / "bin"
@@ -367,13 +369,13 @@ def start_clusters() -> dict[str, kubelab.Cluster]:
     clusters_dir().mkdir(parents=True, exist_ok=True)
     extra_ips = [GATEWAY, *(c.api_vip for c in CLUSTERS)]
     argv = [
-        sys.executable, str(REPO / "lab" / "kubelab.py"), "up",
+        sys.executable, "-m", "tests.fixtures.kubelab", "up",
         "--names", ",".join(c.name for c in CLUSTERS), "--dir", str(clusters_dir()),
         "--service-cidrs", ",".join(c.service_cidr for c in CLUSTERS),
         "--extra-ips", ",".join(extra_ips), "--bind-address", GATEWAY, "--hardened", ",".join(HARDENED),
     ]  # fmt: skip
     log_file = (LAB_DIR / "logs" / "kubelab.log").open("a")
-    subprocess.Popen(argv, stdout=log_file, stderr=log_file, stdin=subprocess.DEVNULL, start_new_session=True)
+    subprocess.Popen(argv, stdout=log_file, stderr=log_file, stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO)
     log_file.close()
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -711,7 +713,7 @@ def down() -> int:
         podman("network", "rm", NETWORK, check=False)
     run(["nft", "delete", "table", "inet", seal.TABLE], check=False)
     if (clusters_dir() / kubelab.STATE_FILE).exists():
-        run([sys.executable, REPO / "lab" / "kubelab.py", "down", "--dir", clusters_dir()], check=False)
+        run([sys.executable, "-m", "tests.fixtures.kubelab", "down", "--dir", clusters_dir()], check=False, cwd=REPO)
     run(["rm", "-rf", LAB_DIR])
     log("down: containers, network, clusters and the lab directory removed (caches kept)")
     return 0

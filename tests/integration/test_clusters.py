@@ -18,8 +18,8 @@ from cryptography import x509
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from lab import kubelab, kubeobjects
-from lab.kubeobjects import BackendPod, IngressRule, ServicePort
+from tests.fixtures import kubelab, kubeobjects
+from tests.fixtures.kubeobjects import BackendPod, IngressRule, ServicePort
 
 pytestmark = pytest.mark.integration
 

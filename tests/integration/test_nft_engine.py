@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.k8router.edge.plugins.module_utils import _lb, _model, _nft, _services
-from lab.haproxylab import REPO, local_runner, netns_exec
+from tests.fixtures.haproxylab import REPO, local_runner, netns_exec
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import kubernetes.client as k8s
 import pytest
 import yaml
 
-from lab import kubelab, kubeobjects
+from tests.fixtures import kubelab, kubeobjects
 
 REPO = Path(__file__).resolve().parents[4]
 SELECT = "k8router-inventory-test"

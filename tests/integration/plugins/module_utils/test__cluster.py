@@ -11,8 +11,8 @@ import pytest
 
 from ansible_collections.k8router.edge.plugins.module_utils._cluster import ClusterSource, publish_address, read_cluster
 from ansible_collections.k8router.edge.plugins.module_utils._services import LbService, ServicePortSpec
-from lab import kubelab, kubeobjects
-from lab.kubeobjects import ServicePort
+from tests.fixtures import kubelab, kubeobjects
+from tests.fixtures.kubeobjects import ServicePort
 
 NS = "lb-read"
 

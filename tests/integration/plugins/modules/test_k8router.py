@@ -29,9 +29,9 @@ from ansible_collections.k8router.edge.plugins.module_utils._errors import (
 )
 from ansible_collections.k8router.edge.plugins.module_utils._lb import plan_lb, publish
 from ansible_collections.k8router.edge.plugins.module_utils._state import StateStore
-from lab import kubelab, kubeobjects
-from lab.haproxylab import REPO, Haproxy, local_runner, netns_exec
-from lab.kubeobjects import BackendPod, IngressRule, ServicePort
+from tests.fixtures import kubelab, kubeobjects
+from tests.fixtures.haproxylab import REPO, Haproxy, local_runner, netns_exec
+from tests.fixtures.kubeobjects import BackendPod, IngressRule, ServicePort
 
 NS = "edge-ingress"
 CLASS = "edge"
@@ -374,7 +374,7 @@ KILL_MID_APPLY = """
 import json, os, signal, sys
 from ansible_collections.k8router.edge.plugins.module_utils import _converge
 from ansible_collections.k8router.edge.plugins.module_utils._args import options_from_params
-from lab.haproxylab import local_runner
+from tests.fixtures.haproxylab import local_runner
 params, step = json.load(open(sys.argv[1])), sys.argv[2]
 real_write = _converge.write_atomic
 def write(path, data, mode=0o640):
