@@ -57,7 +57,8 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
     from tests.fixtures.haproxylab import Haproxy
-    from tests.fixtures.kubelab import CertAuthority, Cluster
+    from tests.fixtures.kubelab import Cluster
+    from tests.fixtures.pki import CertAuthority
 
 RESULTS = REPO / "bench" / "results"
 INGRESS_CLASS = "bench"
@@ -312,7 +313,7 @@ def load_ingresses(clusters: Sequence[Cluster], ingresses: int, hosts: Hosts, th
                 future.result()
     finally:
         for api in apis:
-            api.close()
+            api.close()  # type: ignore[no-untyped-call]
     return time.perf_counter() - started
 
 
@@ -448,7 +449,7 @@ def tool_version(argv: Sequence[str]) -> str:
 
 
 def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from tests.fixtures import kubelab  # noqa: PLC0415
+    from tests.fixtures import kubelab, pki  # noqa: PLC0415
     from tests.fixtures.haproxylab import running_haproxy  # noqa: PLC0415
 
     figures: dict[str, Any] = {}
@@ -487,7 +488,7 @@ def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         figures["setup"]["ingress_load_s"] = load_s
         figures["setup"]["ingress_load_per_s"] = args.clusters * args.ingresses / load_s
         print(f"{args.clusters * args.ingresses} ingresses loaded in {load_s:.1f} s", flush=True)
-        bench_ca = kubelab.CertAuthority.create("k8router bench CA")
+        bench_ca = pki.CertAuthority.create("k8router bench CA")
         for zone in zones(names):
             wildcard_certificate(work / "certs", zone, bench_ca)
         with running_haproxy(work / "haproxy") as h:

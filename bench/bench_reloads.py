@@ -1,9 +1,9 @@
 """Requests failed while haproxy reloads under steady load (target: 0).
 
 A real haproxy with the router role's configuration (``tests/fixtures/haproxylab.py``: own network namespace,
-master-worker, listening sockets handed over on reload) serves one host from a real HTTP backend. Clients inside the namespace
-send HTTPS requests without pause, each on a new TLS connection (``new``) and on one keep-alive connection that
-reconnects when the server closes it between requests (``keepalive``), while the host reloads haproxy 20 times,
+master-worker, listening sockets handed over on reload) serves one host from a real HTTP backend. Clients inside the
+namespace send HTTPS requests without pause, each on a new TLS connection (``new``) and on one keep-alive connection
+that reconnects when the server closes it between requests (``keepalive``), while the host reloads haproxy 20 times,
 each time waiting until the new worker answers on the admin socket. Prints the figures and writes them to
 ``bench/results/reloads.json`` (with the load average at start and end); asserts nothing.
 

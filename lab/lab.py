@@ -48,7 +48,7 @@ from kubernetes import client as k8s  # noqa: E402
 from kubernetes import utils as k8s_utils  # noqa: E402
 
 from lab import seal  # noqa: E402
-from tests.fixtures import kubelab  # noqa: E402
+from tests.fixtures import kubelab, pki  # noqa: E402
 from tests.fixtures import kubeobjects as ko  # noqa: E402
 
 CACHE = Path(os.environ.get("K8ROUTER_CACHE", Path.home() / ".cache" / "k8router-lab"))
@@ -473,29 +473,17 @@ def load_l4_service(api: k8s.ApiClient, spec: ClusterSpec) -> None:
 # certificates
 
 
-def lab_ca() -> kubelab.CertAuthority:
-    pki = LAB_DIR / "pki"
-    crt, key = pki / "ca.crt", pki / "ca.key"
-    if crt.exists() and key.exists():
-        return kubelab.CertAuthority.load(crt, key)
-    pki.mkdir(mode=0o700, parents=True, exist_ok=True)
-    ca = kubelab.CertAuthority.create("k8router lab CA")
-    crt.write_bytes(ca.pem)
-    key.write_bytes(ca.key_pem)
-    key.chmod(0o600)
-    return ca
+def lab_ca() -> pki.CertAuthority:
+    return pki.CertAuthority.load_or_create(LAB_DIR / "pki", "k8router lab CA")
 
 
 def certs_dir() -> Path:
     return LAB_DIR / "certs"
 
 
-def write_certificate(ca: kubelab.CertAuthority, name: str, dns_names: Sequence[str]) -> Path:
+def write_certificate(ca: pki.CertAuthority, name: str, dns_names: Sequence[str]) -> Path:
     certs_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = certs_dir() / f"{name}.pem"
-    path.write_bytes(ca.issue_pem(dns_names[0], dns_names))
-    path.chmod(0o600)
-    return path
+    return ca.write_pem(certs_dir() / f"{name}.pem", dns_names[0], dns_names)
 
 
 def ensure_certificates() -> None:
@@ -656,7 +644,7 @@ def write_inventory(clusters: Mapping[str, kubelab.Cluster], parts: Parts) -> No
 def prepare_client(clusters: Mapping[str, kubelab.Cluster]) -> None:
     in_container(CLIENT, "mkdir", "-p", "/etc/lab")
     podman("cp", str(REPO / "lab" / "labclient.py"), f"{CLIENT}:{CLIENT_SCRIPT}")
-    podman("cp", str(LAB_DIR / "pki" / "ca.crt"), f"{CLIENT}:{CLIENT_LAB_CA}")
+    podman("cp", str(LAB_DIR / "pki" / pki.CA_FILE), f"{CLIENT}:{CLIENT_LAB_CA}")
     for s in CLUSTERS:
         podman("cp", str(clusters[s.name].ca), f"{CLIENT}:{s.client_ca()}")
 

@@ -29,7 +29,7 @@ from ansible_collections.k8router.edge.plugins.module_utils._errors import (
 )
 from ansible_collections.k8router.edge.plugins.module_utils._lb import plan_lb, publish
 from ansible_collections.k8router.edge.plugins.module_utils._state import StateStore
-from tests.fixtures import kubelab, kubeobjects
+from tests.fixtures import kubelab, kubeobjects, pki
 from tests.fixtures.haproxylab import REPO, Haproxy, local_runner, netns_exec
 from tests.fixtures.kubeobjects import BackendPod, IngressRule, ServicePort
 
@@ -46,7 +46,7 @@ class Pki:
     """A CA for the ingress certificates; the TLS clients trust only it."""
 
     def __init__(self, root: Path) -> None:
-        self.ca = kubelab.CertAuthority.create("k8router test CA")
+        self.ca = pki.CertAuthority.create("k8router test CA")
         self.ca_file = root / "ca.pem"
         self.ca_file.write_bytes(self.ca.pem)
 
@@ -476,7 +476,7 @@ def test_controller_rollout_between_runs_loses_no_request(world: dict[str, Any],
                                                            [PODS["alpha"][0], old, new], PORTS)  # fmt: skip
             assert slice_body.endpoints is not None
             slice_body.endpoints[1].conditions = k8s.V1EndpointConditions(ready=False, serving=True, terminating=True)
-            assert slice_body.metadata is not None
+            assert slice_body.metadata is not None and slice_body.metadata.name is not None
             k8s.DiscoveryV1Api(api).replace_namespaced_endpoint_slice(slice_body.metadata.name, NS, slice_body)
         time.sleep(3)
         haproxy.remove_pod(old.ip)
