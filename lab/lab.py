@@ -27,7 +27,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -356,34 +355,20 @@ def clusters_dir() -> Path:
 
 
 def running_clusters() -> dict[str, kubelab.Cluster] | None:
-    state_path = clusters_dir() / kubelab.STATE_FILE
-    if not state_path.exists():
-        return None
-    state = json.loads(state_path.read_text())
-    if not kubelab._pid_alive(int(state.get("pid", 0))):
-        return None
-    return {c["name"]: kubelab.Cluster.from_state(c) for c in state["clusters"]}
+    return {c.name: c for c in kubelab.running(clusters_dir())} or None
 
 
 def start_clusters() -> dict[str, kubelab.Cluster]:
-    clusters_dir().mkdir(parents=True, exist_ok=True)
-    extra_ips = [GATEWAY, *(c.api_vip for c in CLUSTERS)]
-    argv = [
-        sys.executable, "-m", "tests.fixtures.kubelab", "up",
-        "--names", ",".join(c.name for c in CLUSTERS), "--dir", str(clusters_dir()),
-        "--service-cidrs", ",".join(c.service_cidr for c in CLUSTERS),
-        "--extra-ips", ",".join(extra_ips), "--bind-address", GATEWAY, "--hardened", ",".join(HARDENED),
-    ]  # fmt: skip
-    log_file = (LAB_DIR / "logs" / "kubelab.log").open("a")
-    subprocess.Popen(argv, stdout=log_file, stderr=log_file, stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO)
-    log_file.close()
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        found = running_clusters()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise LabFailure(f"the clusters did not come up in 180s; see {LAB_DIR / 'logs' / 'kubelab.log'}")
+    started = kubelab.start_detached(
+        [c.name for c in CLUSTERS],
+        clusters_dir(),
+        LAB_DIR / "logs" / "kubelab.log",
+        service_cidrs=[c.service_cidr for c in CLUSTERS],
+        extra_ips=[GATEWAY, *(c.api_vip for c in CLUSTERS)],
+        bind_address=GATEWAY,
+        hardened=HARDENED,
+    )
+    return {c.name: c for c in started}
 
 
 def calico_documents(assets: str) -> list[dict[str, Any]]:
@@ -700,8 +685,7 @@ def down() -> int:
     if subprocess.run(["podman", "network", "exists", NETWORK], check=False).returncode == 0:
         podman("network", "rm", NETWORK, check=False)
     run(["nft", "delete", "table", "inet", seal.TABLE], check=False)
-    if (clusters_dir() / kubelab.STATE_FILE).exists():
-        run([sys.executable, "-m", "tests.fixtures.kubelab", "down", "--dir", clusters_dir()], check=False, cwd=REPO)
+    kubelab.stop_detached(clusters_dir())
     run(["rm", "-rf", LAB_DIR])
     log("down: containers, network, clusters and the lab directory removed (caches kept)")
     return 0
@@ -1083,12 +1067,12 @@ def scenario_fail_master() -> dict[str, Any]:
 
 def scenario_stop_api() -> dict[str, Any]:
     spec = CLUSTERS[1]
-    state = json.loads((clusters_dir() / kubelab.STATE_FILE).read_text())
-    pid = next(int(c["pids"]["kube-apiserver"]) for c in state["clusters"] if c["name"] == spec.name)
+    clusters = running_clusters()
+    if clusters is None:
+        raise LabFailure("the lab's clusters are not running (make lab)")
     host = f"{spec.name}.{DOMAIN}"
-    os.kill(pid, signal.SIGSTOP)
-    started = time.monotonic()
-    try:
+    with clusters[spec.name].paused("kube-apiserver"):
+        started = time.monotonic()
         time.sleep(API_OUTAGE)
         routes = {router: spec.workers[0].pod_block in bird_routes(router) for router in ROUTERS}
         converge_now()
@@ -1097,8 +1081,6 @@ def scenario_stop_api() -> dict[str, Any]:
         journal = in_container(
             next(iter(ROUTERS)), "journalctl", "-u", "k8router-converge.service", "-n", "80", "--no-pager", check=False
         )
-    finally:
-        os.kill(pid, signal.SIGCONT)
     warned = [line.strip() for line in journal.splitlines() if spec.name in line and "last-known-good" in line]
     served = Counter(a.get("cluster") for a in answers if a.get("ok"))
     converge_now()

@@ -196,7 +196,7 @@ def test_unreachable_cluster_keeps_serving_from_last_known_good(world: dict[str,
     params = json.loads(json.dumps(world["params"]))
     dead = world["root"] / "beta-dead.kubeconfig"
     config = yaml.safe_load(world["clusters"]["beta"].kubeconfig.read_text())
-    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{kubelab._free_ports(1, '127.0.0.1')[0]}"
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{kubelab.free_ports(1, '127.0.0.1')[0]}"
     dead.write_text(yaml.safe_dump(config))
     params["clusters"][1]["kubeconfig"] = str(dead)
     params["request_timeout"] = 3
