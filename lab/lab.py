@@ -238,7 +238,7 @@ class Parts:
     calico_assets: str
     calico_bin: str
     wheelhouse: str
-    kube_bin: str = ""  # kube-proxy for the workers (lab/k8s-build.sh)
+    kube_bin: str = ""  # kube-proxy for the workers (tools/k8s-build.sh)
 
 
 def router_requirements() -> list[str]:
@@ -271,18 +271,18 @@ def wheelhouse() -> Path:
 
 def build_parts() -> Parts:
     log("images, Kubernetes binaries, Calico, wheels (each built once, then cached)")
-    run([REPO / "lab" / "image.sh", "router", "worker", "client"], capture=False)
-    kube_bin = last_line(run([REPO / "lab" / "k8s-build.sh"], capture=True))
-    assets = last_line(run([REPO / "lab" / "calico-build.sh", "--assets"]))
+    run([REPO / "tools" / "image.sh", "router", "worker", "client"], capture=False)
+    kube_bin = last_line(run([REPO / "tools" / "k8s-build.sh"], capture=True))
+    assets = last_line(run([REPO / "tools" / "calico-build.sh", "--assets"]))
     built = subprocess.run(
-        [str(REPO / "lab" / "calico-build.sh")], check=False, text=True, capture_output=True, cwd=REPO
+        [str(REPO / "tools" / "calico-build.sh")], check=False, text=True, capture_output=True, cwd=REPO
     )
     calico_bin = last_line(built.stdout) if built.returncode == 0 else ""
     if not calico_bin:
         reason = [line for line in built.stderr.splitlines() if "403" in line or "not available" in line]
         log(
             "calico-node cannot be built here "
-            f"({reason[0].strip() if reason else 'see lab/calico-build.sh'}); "
+            f"({reason[0].strip() if reason else 'see tools/calico-build.sh'}); "
             "the workers run calico_systemd without it and BIRD gets confd's configuration from the lab"
         )
     return Parts(assets, calico_bin, str(wheelhouse()), kube_bin)
