@@ -144,7 +144,9 @@ def _role_table(root: Path) -> str:
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
     if not shutil.which("nft"):
-        pytest.fail("the nftables engine test needs nft on the host (tools/host-packages.sh installs it)", pytrace=False)
+        pytest.fail(
+            "the nftables engine test needs nft on the host (tools/host-packages.sh installs it)", pytrace=False
+        )
     tag = uuid.uuid4().hex[:6]
     names = {"router": f"k8r-nr-{tag}", "client": f"k8r-nc-{tag}", **{c: f"k8r-np{c[0]}-{tag}" for c in PODS}}
     made: list[str] = []
