@@ -249,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(RESULT_PREFIX + json.dumps(result), flush=True)
         return 0
 
-    if str(REPO) not in sys.path:
+    if str(REPO) not in sys.path:  # run as a script: tests.fixtures from the checkout (the guest needs none of it)
         sys.path.insert(0, str(REPO))
     from tests.fixtures import ipvsvm  # noqa: PLC0415
 

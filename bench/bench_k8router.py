@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 REPO = Path(__file__).resolve().parents[1]
-for _entry in (REPO, REPO / ".collections"):  # ansible_collections.k8router.edge via the .collections link; lab/
+for _entry in (REPO, REPO / ".collections"):  # run as a script: tests.fixtures, and the collection through its link
     if str(_entry) not in sys.path:
         sys.path.insert(0, str(_entry))
 

@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-for entry in (REPO / ".collections", REPO):
-    if str(entry) not in sys.path:
-        sys.path.insert(0, str(entry))
+for _entry in (REPO, REPO / ".collections"):  # run as a script: tests.fixtures, and the collection through its link
+    if str(_entry) not in sys.path:
+        sys.path.insert(0, str(_entry))
 
 HOST = "bench.example.org"
 POD = "10.250.5.11"
