@@ -46,31 +46,34 @@ venv: $(VENV)/.stamp $(COLLECTION_LINK)
 
 .PHONY: host-packages
 host-packages:
-	@lab/host-packages.sh
+	@tools/host-packages.sh
 
 .PHONY: images
 images: host-packages
-	lab/image.sh router worker client
+	tools/image.sh router worker client
 
 .PHONY: k8s-bins
 k8s-bins:
-	lab/k8s-build.sh
+	tools/k8s-build.sh
 
 .PHONY: lint
 lint: venv
 	ruff check .
 	ruff format --check .
-	cd .collections && mypy --config-file ../pyproject.toml $(addprefix ansible_collections/k8router/edge/,$(wildcard plugins tests lab bench))
+	# The plugins as Ansible imports them (ansible_collections.k8router.edge...); the tests, the lab and the benches
+	# as they import one another (tests.fixtures, lab), with the collection through the same link.
+	cd .collections && mypy --config-file ../pyproject.toml ansible_collections/k8router/edge/plugins
+	MYPYPATH=.collections mypy --config-file pyproject.toml $(wildcard tests lab bench tools)
 	yamllint --strict .
 	ansible-lint --offline
 
 # ansible-test bootstraps pip in its venvs from a download host these machines cannot reach;
-# lab/ansible-test-get-pip.py stands in for the script it would download (evaluated after `venv`).
+# tools/ansible-test-get-pip.py stands in for the script it would download (evaluated after `venv`).
 GET_PIP_CACHE = $(HOME)/.ansible/test/cache/get_pip_$(subst .,_,$(shell grep -ho "pip='[0-9.]*'" $(VENV)/lib/python$(VENV_PY)/site-packages/ansible_test/_internal/python_requirements.py | cut -d"'" -f2)).py
 
 .PHONY: sanity
 sanity: venv
-	mkdir -p $(dir $(GET_PIP_CACHE)) && cp lab/ansible-test-get-pip.py $(GET_PIP_CACHE)
+	mkdir -p $(dir $(GET_PIP_CACHE)) && cp tools/ansible-test-get-pip.py $(GET_PIP_CACHE)
 	rm -rf $(SANITY_ROOT) && mkdir -p $(SANITY_ROOT)
 	git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -C $(SANITY_ROOT) -xf -
 	cd $(SANITY_ROOT) && ansible-test sanity --local --python $(VENV_PY) --color no

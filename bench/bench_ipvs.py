@@ -1,4 +1,4 @@
-"""IPVS at scale: plan on the host (pure), apply on a real kernel (one qemu guest of ``lab/ipvsvm.py``).
+"""IPVS at scale: plan on the host (pure), apply on a real kernel (one qemu guest of ``tests/fixtures/ipvsvm.py``).
 
 The table: ``--services`` LoadBalancer virtual services (every fifth one UDP, the rest TCP) on VIPs from
 10.200.0.0/16, each with one real server per cluster (``--clusters``, the service's cluster IP in that
@@ -249,9 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(RESULT_PREFIX + json.dumps(result), flush=True)
         return 0
 
-    if str(REPO) not in sys.path:
+    if str(REPO) not in sys.path:  # run as a script: tests.fixtures from the checkout (the guest needs none of it)
         sys.path.insert(0, str(REPO))
-    from lab import ipvsvm  # noqa: PLC0415
+    from tests.fixtures import ipvsvm  # noqa: PLC0415
 
     load_start = os.getloadavg()
     host = host_plan(args.services, args.clusters, args.runs)
@@ -262,17 +262,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             *("--per-op-services", str(per_op_services)),
         ]
     )
-    result = ipvsvm.run_in_guest(script, timeout=args.timeout)
-    lines = [ln for ln in result.output.splitlines() if ln.startswith(RESULT_PREFIX)]
-    if result.returncode != 0 or not lines:
-        print(f"guest failed (rc={result.returncode}):\n{result.output[-4000:]}", file=sys.stderr)
+    guest_run = ipvsvm.run_in_guest(script, timeout=args.timeout)
+    lines = [ln for ln in guest_run.output.splitlines() if ln.startswith(RESULT_PREFIX)]
+    if guest_run.returncode != 0 or not lines:
+        print(f"guest failed (rc={guest_run.returncode}):\n{guest_run.output[-4000:]}", file=sys.stderr)
         return 1
     guest = json.loads(lines[-1][len(RESULT_PREFIX) :])
     run = {
         "kernel": ipvsvm.find_kernel().version,
-        "boot_seconds": result.boot_seconds,
-        "script_seconds": result.script_seconds,
-        "seconds": result.seconds,
+        "boot_seconds": guest_run.boot_seconds,
+        "script_seconds": guest_run.script_seconds,
+        "seconds": guest_run.seconds,
         "load_start": [round(x, 2) for x in load_start],
         "load_end": [round(x, 2) for x in os.getloadavg()],
         "host": platform.node(),

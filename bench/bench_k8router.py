@@ -1,10 +1,10 @@
 """k8router at scale, against real clusters and a real haproxy.
 
-Starts ``--clusters`` real kube-apiserver + etcd clusters (``lab/kubelab.py``) and loads into each
+Starts ``--clusters`` real kube-apiserver + etcd clusters (``tests/fixtures/kubelab.py``) and loads into each
 ``--ingresses`` Ingresses of class ``bench`` (``--shared`` of their hosts are offered by every cluster,
 the others are the cluster's own), an ingress-controller Service with an EndpointSlice of ``--pods``
 ready pods (10.251.<cluster>.<11+n>) and the IngressClass. Starts the real haproxy of
-``lab/haproxylab.py`` (network namespace, the router role's main configuration). The hosts are covered by
+``tests/fixtures/haproxylab.py`` (network namespace, the router role's main configuration). The hosts are covered by
 wildcard certificates of ``--hosts-per-certificate`` hosts each: k8router writes one crt-list line per
 certificate naming all its hosts, and haproxy refuses lines longer than 65,535 characters, so one
 certificate for all of 3,000 hosts (``--hosts-per-certificate 0``) fails ``haproxy -c``. Then measures:
@@ -49,15 +49,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 REPO = Path(__file__).resolve().parents[1]
-for _entry in (REPO, REPO / ".collections"):  # ansible_collections.k8router.edge via the .collections link; lab/
+for _entry in (REPO, REPO / ".collections"):  # run as a script: tests.fixtures, and the collection through its link
     if str(_entry) not in sys.path:
         sys.path.insert(0, str(_entry))
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
-    from lab.haproxylab import Haproxy
-    from lab.kubelab import CertAuthority, Cluster
+    from tests.fixtures.haproxylab import Haproxy
+    from tests.fixtures.kubelab import Cluster
+    from tests.fixtures.pki import CertAuthority
 
 RESULTS = REPO / "bench" / "results"
 INGRESS_CLASS = "bench"
@@ -284,7 +285,7 @@ def _create_ingress(api: ApiClient, body: dict[str, Any]) -> None:
 
 def load_cluster_base(cluster: Cluster, index: int, pods: int) -> None:
     """Node, ingress controller (Service, Pods, EndpointSlice), IngressClass, namespaces."""
-    from lab import kubeobjects  # noqa: PLC0415
+    from tests.fixtures import kubeobjects  # noqa: PLC0415
 
     ports = (kubeobjects.ServicePort("http", 80, target_port=8080),)
     backends = [kubeobjects.BackendPod(f"ctl-{n + 1}", pod_ip(index, n), NODE) for n in range(pods)]
@@ -312,7 +313,7 @@ def load_ingresses(clusters: Sequence[Cluster], ingresses: int, hosts: Hosts, th
                 future.result()
     finally:
         for api in apis:
-            api.close()
+            api.close()  # type: ignore[no-untyped-call]
     return time.perf_counter() - started
 
 
@@ -371,7 +372,7 @@ def mark_first_pod_not_ready(cluster: Cluster) -> tuple[str, float]:
 
 
 def add_ingress(cluster: Cluster, host: str) -> float:
-    from lab import kubeobjects  # noqa: PLC0415
+    from tests.fixtures import kubeobjects  # noqa: PLC0415
 
     started = time.perf_counter()
     with cluster.api_client() as api:
@@ -448,8 +449,8 @@ def tool_version(argv: Sequence[str]) -> str:
 
 
 def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    from lab import kubelab  # noqa: PLC0415
-    from lab.haproxylab import running_haproxy  # noqa: PLC0415
+    from tests.fixtures import kubelab, pki  # noqa: PLC0415
+    from tests.fixtures.haproxylab import running_haproxy  # noqa: PLC0415
 
     figures: dict[str, Any] = {}
     log = work / "bench.log"
@@ -487,7 +488,7 @@ def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         figures["setup"]["ingress_load_s"] = load_s
         figures["setup"]["ingress_load_per_s"] = args.clusters * args.ingresses / load_s
         print(f"{args.clusters * args.ingresses} ingresses loaded in {load_s:.1f} s", flush=True)
-        bench_ca = kubelab.CertAuthority.create("k8router bench CA")
+        bench_ca = pki.CertAuthority.create("k8router bench CA")
         for zone in zones(names):
             wildcard_certificate(work / "certs", zone, bench_ca)
         with running_haproxy(work / "haproxy") as h:

@@ -1,9 +1,9 @@
 """Requests failed while haproxy reloads under steady load (target: 0).
 
-A real haproxy with the router role's configuration (``lab/haproxylab.py``: own network namespace, master-worker,
-listening sockets handed over on reload) serves one host from a real HTTP backend. Clients inside the namespace
-send HTTPS requests without pause, each on a new TLS connection (``new``) and on one keep-alive connection that
-reconnects when the server closes it between requests (``keepalive``), while the host reloads haproxy 20 times,
+A real haproxy with the router role's configuration (``tests/fixtures/haproxylab.py``: own network namespace,
+master-worker, listening sockets handed over on reload) serves one host from a real HTTP backend. Clients inside the
+namespace send HTTPS requests without pause, each on a new TLS connection (``new``) and on one keep-alive connection
+that reconnects when the server closes it between requests (``keepalive``), while the host reloads haproxy 20 times,
 each time waiting until the new worker answers on the admin socket. Prints the figures and writes them to
 ``bench/results/reloads.json`` (with the load average at start and end); asserts nothing.
 
@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-for entry in (REPO / ".collections", REPO):
-    if str(entry) not in sys.path:
-        sys.path.insert(0, str(entry))
+for _entry in (REPO, REPO / ".collections"):  # run as a script: tests.fixtures, and the collection through its link
+    if str(_entry) not in sys.path:
+        sys.path.insert(0, str(_entry))
 
 HOST = "bench.example.org"
 POD = "10.250.5.11"
@@ -69,7 +69,7 @@ print(json.dumps({"mode": mode, "ok": ok, "failed": failed, "reconnects": reconn
 
 def main() -> int:
     from ansible_collections.k8router.edge.plugins.module_utils._haproxy import RuntimeApi  # noqa: PLC0415
-    from lab.haproxylab import VIP, running_haproxy  # noqa: PLC0415
+    from tests.fixtures.haproxylab import VIP, running_haproxy  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0] if __doc__ else None)
     parser.add_argument("--reloads", type=int, default=20)

@@ -1,4 +1,4 @@
-"""Integration fixtures: real kube-apiserver + etcd clusters on loopback (lab/kubelab.py)."""
+"""Integration fixtures: real kube-apiserver + etcd clusters on loopback (tests/fixtures/kubelab.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
-from lab import kubelab
+from tests.fixtures import kubelab
 
 CLUSTER_NAMES = ("alpha", "beta")
 _started: list[kubelab.Cluster] = []

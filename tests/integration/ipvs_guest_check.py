@@ -1,4 +1,4 @@
-"""The IPVS driver against a real kernel: run INSIDE the qemu guest of ``lab/ipvsvm.py`` (not collected by pytest).
+"""The IPVS driver against a real kernel: run INSIDE the qemu guest of ``tests/fixtures/ipvsvm.py`` (not collected by pytest).
 
 Usage (in the guest, with the host's python3): ``python3 ipvs_guest_check.py REPO_ROOT``
 

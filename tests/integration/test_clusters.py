@@ -18,8 +18,8 @@ from cryptography import x509
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from lab import kubelab, kubeobjects
-from lab.kubeobjects import BackendPod, IngressRule, ServicePort
+from tests.fixtures import kubelab, kubeobjects
+from tests.fixtures.kubeobjects import BackendPod, IngressRule, ServicePort
 
 pytestmark = pytest.mark.integration
 
@@ -146,6 +146,27 @@ def test_kubectl_reads_the_kubeconfig(clusters: list[kubelab.Cluster], kube_bina
             timeout=30,
         )
         assert out.stdout.strip() == "ok"
+
+
+def test_detached_clusters_are_found_paused_and_stopped(kube_binaries: kubelab.Binaries, tmp_path: Path) -> None:
+    """What the lab does from its own processes: start clusters that outlive the caller, find them again, freeze an
+    API server for a while, stop them all."""
+    workdir, log = tmp_path / "detached", tmp_path / "kubelab.log"
+    assert kubelab.running(workdir) == []
+    started = kubelab.start_detached(["solo"], workdir, log, service_cidrs=["10.99.0.0/16"])
+    try:
+        (found,) = kubelab.running(workdir)
+        assert (found.name, found.api_url, found.service_cidr) == ("solo", started[0].api_url, "10.99.0.0/16")
+        assert found.readyz()
+        with found.paused("kube-apiserver"):
+            assert not found.readyz()
+        assert _eventually(lambda: True if found.readyz() else None)
+    finally:
+        assert kubelab.stop_detached(workdir)
+    assert kubelab.running(workdir) == []
+    assert not kubelab.stop_detached(workdir)
+    with pytest.raises(OSError):  # nothing listens any more
+        socket.create_connection(("127.0.0.1", found.api_port), timeout=2).close()
 
 
 # ----------------------------------------------------------------------------------------------------------------

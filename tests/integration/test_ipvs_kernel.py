@@ -1,4 +1,4 @@
-"""The IPVS driver on a real kernel: one qemu guest (lab/ipvsvm.py) runs tests/integration/ipvs_guest_check.py.
+"""The IPVS driver on a real kernel: one qemu guest (tests/fixtures/ipvsvm.py) runs tests/integration/ipvs_guest_check.py.
 
 The host kernel has no IPVS; the guest boots Debian's stock kernel, sees the host's root file system read-only
 and runs the host's python3 and ipvsadm on this checkout (its path is passed in, so a fresh clone anywhere
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from lab import ipvsvm
+from tests.fixtures import ipvsvm
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.k8router.edge.plugins.module_utils import _lb, _model, _nft, _services
-from lab.haproxylab import REPO, local_runner, netns_exec
+from tests.fixtures.haproxylab import REPO, local_runner, netns_exec
 
 pytestmark = pytest.mark.integration
 
@@ -145,7 +145,9 @@ def _role_table(root: Path) -> str:
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
     if not shutil.which("nft"):
-        pytest.fail("the nftables engine test needs nft on the host (lab/host-packages.sh installs it)", pytrace=False)
+        pytest.fail(
+            "the nftables engine test needs nft on the host (tools/host-packages.sh installs it)", pytrace=False
+        )
     tag = uuid.uuid4().hex[:6]
     names = {"router": f"k8r-nr-{tag}", "client": f"k8r-nc-{tag}", **{c: f"k8r-np{c[0]}-{tag}" for c in PODS}}
     made: list[str] = []

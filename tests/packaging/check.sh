@@ -58,7 +58,7 @@ tar -tzf "$archive" | sed 's|/$||' | sort >"$tmp/contents"
 grep -qx 'rbac/k8router.yaml' "$tmp/contents" || fail "$(basename "$archive") lacks rbac/k8router.yaml"
 tar -xzOf "$archive" rbac/k8router.yaml | cmp -s - "$repo/rbac/k8router.yaml" \
   || fail "rbac/k8router.yaml in $(basename "$archive") differs from the repository's"
-not_shipped='^(lab|bench|molecule|tests|playbooks/lab|playbooks/inventory)(/|$)|^\.|(^|/)(__pycache__|[^/]*\.pyc)$'
+not_shipped='^(lab|bench|molecule|tests|tools|playbooks/lab|playbooks/inventory)(/|$)|^\.|(^|/)(__pycache__|[^/]*\.pyc)$'
 not_shipped+='|^(Makefile|ansible\.cfg|pyproject\.toml|requirements\.txt)$'
 if grep -E "$not_shipped" "$tmp/contents" >"$tmp/leaked"; then
   fail "$(basename "$archive") ships lab or development files: $(tr '\n' ' ' <"$tmp/leaked")"

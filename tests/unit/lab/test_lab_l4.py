@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from lab import lab, labclient
+from lab import labclient, summary
 
 BACKEND = Path(__file__).resolve().parents[3] / "playbooks" / "lab" / "files" / "lab-backend.py"
 
@@ -82,9 +82,9 @@ MULTIPATH = """10.96.0.0/16 proto bird metric 32
 
 
 def test_next_hops_of_a_multipath_and_a_single_route() -> None:
-    assert lab.parse_next_hops(MULTIPATH) == ["10.213.9.21", "10.213.9.22"]
-    assert lab.parse_next_hops("10.97.0.0/16 via 10.213.9.31 dev eth0 proto bird metric 32\n") == ["10.213.9.31"]
-    assert lab.parse_next_hops("") == []
+    assert summary.parse_next_hops(MULTIPATH) == ["10.213.9.21", "10.213.9.22"]
+    assert summary.parse_next_hops("10.97.0.0/16 via 10.213.9.31 dev eth0 proto bird metric 32\n") == ["10.213.9.31"]
+    assert summary.parse_next_hops("") == []
 
 
 def test_bird_routes_skip_the_next_hop_lines() -> None:
@@ -92,7 +92,7 @@ def test_bird_routes_skip_the_next_hop_lines() -> None:
         MULTIPATH
         + "10.244.1.0/26 via 10.213.9.21 dev eth0 proto bird metric 32\nunreachable 10.244.0.0/16 proto bird\n"
     )
-    assert lab.parse_bird_routes(text) == ["10.244.0.0/16 (unreachable cover)", "10.244.1.0/26", "10.96.0.0/16"]
+    assert summary.parse_bird_routes(text) == ["10.244.0.0/16 (unreachable cover)", "10.244.1.0/26", "10.96.0.0/16"]
 
 
 EXPECTED = {"alpha": ["10.244.1.20", "10.244.2.20"], "beta": ["10.245.1.20"]}
@@ -104,7 +104,7 @@ def _answer(cluster: str, pod: str) -> dict[str, Any]:
 
 def test_tally_counts_per_cluster_and_pod() -> None:
     answers = [_answer("alpha", "10.244.1.20")] * 3 + [_answer("alpha", "10.244.2.20"), _answer("beta", "10.245.1.20")]
-    tally = lab.l4_tally(answers, EXPECTED)
+    tally = summary.l4_tally(answers, EXPECTED)
     assert tally["ok"] is True
     assert tally["answered_by"] == {"alpha": 4, "beta": 1}
     assert tally["pods"] == {"alpha": {"10.244.1.20": 3, "10.244.2.20": 1}, "beta": {"10.245.1.20": 1}}
@@ -113,7 +113,7 @@ def test_tally_counts_per_cluster_and_pod() -> None:
 
 def test_tally_fails_when_a_worker_pod_never_answers() -> None:
     # alpha's second worker's pod silent: the route's second next hop carried nothing.
-    tally = lab.l4_tally([_answer("alpha", "10.244.1.20"), _answer("beta", "10.245.1.20")], EXPECTED)
+    tally = summary.l4_tally([_answer("alpha", "10.244.1.20"), _answer("beta", "10.245.1.20")], EXPECTED)
     assert tally["ok"] is False
     assert tally["missing"] == ["alpha/10.244.2.20"]
 
@@ -121,12 +121,12 @@ def test_tally_fails_when_a_worker_pod_never_answers() -> None:
 def test_tally_fails_on_one_failed_request() -> None:
     answers = [_answer(c, p) for c, pods in EXPECTED.items() for p in pods]
     answers.append({"ok": False, "error": "TimeoutError: timed out"})
-    tally = lab.l4_tally(answers, EXPECTED)
+    tally = summary.l4_tally(answers, EXPECTED)
     assert tally["ok"] is False
     assert (tally["failed"], tally["errors"]) == (1, ["TimeoutError: timed out"])
 
 
 def test_tally_fails_on_no_request_and_on_a_stranger() -> None:
-    assert lab.l4_tally([], EXPECTED)["ok"] is False
+    assert summary.l4_tally([], EXPECTED)["ok"] is False
     answers = [_answer(c, p) for c, pods in EXPECTED.items() for p in pods] + [_answer("gamma", "10.1.1.1")]
-    assert lab.l4_tally(answers, EXPECTED)["ok"] is False
+    assert summary.l4_tally(answers, EXPECTED)["ok"] is False

@@ -13,7 +13,7 @@ import kubernetes.client as k8s
 import pytest
 import yaml
 
-from lab import kubelab, kubeobjects
+from tests.fixtures import kubelab, kubeobjects
 
 REPO = Path(__file__).resolve().parents[4]
 SELECT = "k8router-inventory-test"
@@ -170,7 +170,7 @@ def test_unreachable_cluster_warns_and_the_others_are_inventoried(
 ) -> None:
     dead = tmp_path / "dead.kubeconfig"
     config_dict = yaml.safe_load(nodes["beta"].kubeconfig.read_text())
-    port = kubelab._free_ports(1, "127.0.0.1")[0]
+    port = kubelab.free_ports(1, "127.0.0.1")[0]
     config_dict["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
     dead.write_text(yaml.safe_dump(config_dict))
     entries = [
@@ -240,7 +240,7 @@ def test_each_cluster_is_described_once_for_the_roles(nodes: dict[str, kubelab.C
     """Every configured cluster, read or not, becomes an entry of router_clusters: the router role's default."""
     dead = tmp_path / "dead.kubeconfig"
     config_dict = yaml.safe_load(nodes["beta"].kubeconfig.read_text())
-    config_dict["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{kubelab._free_ports(1, '127.0.0.1')[0]}"
+    config_dict["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{kubelab.free_ports(1, '127.0.0.1')[0]}"
     dead.write_text(yaml.safe_dump(config_dict))
     router = {"ca_cert": "PEM of alpha", "api_port": 16443, "k8router": {"weight": 10, "ingress_classes": ["nginx"]}}
     entries = [

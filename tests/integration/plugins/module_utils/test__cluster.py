@@ -14,8 +14,8 @@ from ansible_collections.k8router.edge.plugins.module_utils._errors import Statu
 from ansible_collections.k8router.edge.plugins.module_utils._lb import LbOptions, plan_lb, publish
 from ansible_collections.k8router.edge.plugins.module_utils._model import ClusterSettings
 from ansible_collections.k8router.edge.plugins.module_utils._services import LbService, LbSettings, ServicePortSpec
-from lab import kubelab, kubeobjects
-from lab.kubeobjects import ServicePort
+from tests.fixtures import kubelab, kubeobjects
+from tests.fixtures.kubeobjects import ServicePort
 
 NS = "lb-read"
 

@@ -16,7 +16,7 @@ from ansible_collections.k8router.edge.plugins.module_utils._credentials import 
     check_and_renew,
     read_token,
 )
-from lab import kubelab, kubeobjects
+from tests.fixtures import kubelab, kubeobjects
 
 RENEW_NOW = CredentialSettings(lifetime=3600, renew_before=10_000)  # above the lifetime: the first run renews
 

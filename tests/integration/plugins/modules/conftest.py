@@ -1,4 +1,4 @@
-"""Fixtures for the module tests: a real haproxy in a network namespace (lab/haproxylab.py)."""
+"""Fixtures for the module tests: a real haproxy in a network namespace (tests/fixtures/haproxylab.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from lab.haproxylab import Haproxy, running_haproxy
+from tests.fixtures.haproxylab import Haproxy, running_haproxy
 
 
 @pytest.fixture(scope="session")

@@ -29,9 +29,9 @@ from ansible_collections.k8router.edge.plugins.module_utils._errors import (
 )
 from ansible_collections.k8router.edge.plugins.module_utils._lb import plan_lb, publish
 from ansible_collections.k8router.edge.plugins.module_utils._state import StateStore
-from lab import kubelab, kubeobjects
-from lab.haproxylab import REPO, Haproxy, local_runner, netns_exec
-from lab.kubeobjects import BackendPod, IngressRule, ServicePort
+from tests.fixtures import kubelab, kubeobjects, pki
+from tests.fixtures.haproxylab import REPO, Haproxy, local_runner, netns_exec
+from tests.fixtures.kubeobjects import BackendPod, IngressRule, ServicePort
 
 NS = "edge-ingress"
 CLASS = "edge"
@@ -46,7 +46,7 @@ class Pki:
     """A CA for the ingress certificates; the TLS clients trust only it."""
 
     def __init__(self, root: Path) -> None:
-        self.ca = kubelab.CertAuthority.create("k8router test CA")
+        self.ca = pki.CertAuthority.create("k8router test CA")
         self.ca_file = root / "ca.pem"
         self.ca_file.write_bytes(self.ca.pem)
 
@@ -196,7 +196,7 @@ def test_unreachable_cluster_keeps_serving_from_last_known_good(world: dict[str,
     params = json.loads(json.dumps(world["params"]))
     dead = world["root"] / "beta-dead.kubeconfig"
     config = yaml.safe_load(world["clusters"]["beta"].kubeconfig.read_text())
-    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{kubelab._free_ports(1, '127.0.0.1')[0]}"
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{kubelab.free_ports(1, '127.0.0.1')[0]}"
     dead.write_text(yaml.safe_dump(config))
     params["clusters"][1]["kubeconfig"] = str(dead)
     params["request_timeout"] = 3
@@ -374,7 +374,7 @@ KILL_MID_APPLY = """
 import json, os, signal, sys
 from ansible_collections.k8router.edge.plugins.module_utils import _converge
 from ansible_collections.k8router.edge.plugins.module_utils._args import options_from_params
-from lab.haproxylab import local_runner
+from tests.fixtures.haproxylab import local_runner
 params, step = json.load(open(sys.argv[1])), sys.argv[2]
 real_write = _converge.write_atomic
 def write(path, data, mode=0o640):
@@ -476,7 +476,7 @@ def test_controller_rollout_between_runs_loses_no_request(world: dict[str, Any],
                                                            [PODS["alpha"][0], old, new], PORTS)  # fmt: skip
             assert slice_body.endpoints is not None
             slice_body.endpoints[1].conditions = k8s.V1EndpointConditions(ready=False, serving=True, terminating=True)
-            assert slice_body.metadata is not None
+            assert slice_body.metadata is not None and slice_body.metadata.name is not None
             k8s.DiscoveryV1Api(api).replace_namespaced_endpoint_slice(slice_body.metadata.name, NS, slice_body)
         time.sleep(3)
         haproxy.remove_pod(old.ip)

@@ -20,7 +20,7 @@ from ansible_collections.k8router.edge.plugins.module_utils._ipvs import (
     select,
 )
 
-# ipvsadm -Sn as the Debian 6.1 kernel + ipvsadm 1.31 print it (recorded in the qemu guest of lab/ipvsvm.py).
+# ipvsadm -Sn as the Debian 6.1 kernel + ipvsadm 1.31 print it (recorded in the qemu guest of tests/fixtures/ipvsvm.py).
 RECORDED = """\
 -A -t 10.0.0.1:80 -s wrr
 -a -t 10.0.0.1:80 -r 10.96.0.10:80 -m -w 1

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared by lab/k8s-build.sh and lab/calico-build.sh (sourced, not run): find the Go toolchain, pin the build
+# Shared by tools/k8s-build.sh and tools/calico-build.sh (sourced, not run): find the Go toolchain, pin the build
 # environment, and take the per-version build lock.
 #
 #   go_build_setup MIN_GO OUT_DIR   sets go_bin, exports GOTOOLCHAIN/CGO_ENABLED/GOFLAGS, creates OUT_DIR and

@@ -9,9 +9,9 @@
 #   confd/  conf.d/*.toml, templates/*             (from confd/etc/calico/confd)
 #   manifests/calico.yaml                          (the DaemonSet manifest: calico-node's RBAC)
 # The last line printed on stdout is the bin directory (the version directory with --assets), so
-# callers can capture it:  bin=$(lab/calico-build.sh | tail -n1)
+# callers can capture it:  bin=$(tools/calico-build.sh | tail -n1)
 #
-# Usage: lab/calico-build.sh [--print-dir] [--assets] [--force]
+# Usage: tools/calico-build.sh [--print-dir] [--assets] [--force]
 #   --print-dir  print the bin directory and exit (no build; exit 1 if it is incomplete)
 #   --assets     export crds/ and confd/ only (no compiler run) and print the version directory
 #   --force      rebuild even when the binaries exist
@@ -75,7 +75,7 @@ if [[ $force -eq 0 ]] && assets_complete && { [[ $assets_only -eq 1 ]] || comple
     exit 0
 fi
 
-# shellcheck source=lab/go-build-lib.sh
+# shellcheck source=tools/go-build-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/go-build-lib.sh"
 go_build_setup 1.23 "$out_dir"
 

@@ -5,9 +5,9 @@
 #   ${K8ROUTER_CACHE:-$HOME/.cache/k8router-lab}/k8s/<k8s-version>-etcd<etcd-version>/bin/
 # and only those not already there are built (a cache from before kube-proxy was added gets just
 # kube-proxy). The last line printed on stdout is that bin directory, so callers can capture it:
-#   bin=$(lab/k8s-build.sh | tail -n1)
+#   bin=$(tools/k8s-build.sh | tail -n1)
 #
-# Usage: lab/k8s-build.sh [--print-dir] [--force]
+# Usage: tools/k8s-build.sh [--print-dir] [--force]
 #   --print-dir  print the bin directory and exit (no build; exit 1 if it is incomplete)
 #   --force      rebuild all of them even when they exist
 #
@@ -73,7 +73,7 @@ if [[ $force -eq 0 ]] && complete; then
     exit 0
 fi
 
-# shellcheck source=lab/go-build-lib.sh
+# shellcheck source=tools/go-build-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/go-build-lib.sh"
 go_build_setup 1.26 "$out_dir"
 if [[ $force -eq 0 ]] && complete; then

@@ -5,7 +5,7 @@
 # so a warm machine reuses both and a fresh one rebuilds them. The newest build of each image is
 # also tagged `:current`, the tag molecule and the lab use.
 #
-# Usage: lab/image.sh [router|worker|client ...]   (default: router)
+# Usage: tools/image.sh [router|worker|client ...]   (default: router)
 #   prints one line per image: localhost/k8router-<name>:<hash>
 set -euo pipefail
 
