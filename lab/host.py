@@ -50,22 +50,48 @@ def ansible_env() -> dict[str, str]:
     return env
 
 
+def progress(line: str) -> str | None:
+    """What ``make lab`` shows of an ansible-playbook line while the full output goes to the log: the play and
+    task names (``PLAY [...]``, ``TASK [...]``, ``RUNNING HANDLER [...]``) and each failure, else None."""
+    text = line.strip()
+    for prefix in ("PLAY [", "TASK [", "RUNNING HANDLER ["):
+        if text.startswith(prefix) and "]" in text:
+            return text[: text.rindex("]") + 1]
+    if text.startswith(("fatal:", "failed:")):
+        return text[:200]
+    return None
+
+
 def playbook(name: str, *extra: str, quiet: bool = False) -> None:
-    """``ansible-playbook -i <lab inventory> playbooks/<name>`` from the checkout; its output goes to the terminal."""
+    """``ansible-playbook -i <lab inventory> playbooks/<name>`` from the checkout. Its output goes to the terminal,
+    or with ``quiet`` to a log under the lab directory while the terminal gets each play and task name as it
+    starts (``progress``), so a long run is never minutes of silence."""
     argv = [str(VENV_BIN / "ansible-playbook"), "-i", str(LAB_DIR / "inventory"), str(REPO / "playbooks" / name)]
     log(f"ansible-playbook playbooks/{name} {' '.join(extra)}".rstrip())
     started = time.monotonic()
-    out = None
+    logfile = LAB_DIR / "logs" / f"{name.replace('/', '-')}.log"
     if quiet:
-        out = (LAB_DIR / "logs" / f"{name.replace('/', '-')}.log").open("a")
-    try:
-        proc = subprocess.run([*argv, *extra], env=ansible_env(), cwd=REPO, check=False, stdout=out, stderr=out)
-    finally:
-        if out:
-            out.close()
-    if proc.returncode != 0:
-        where = f" (log: {LAB_DIR / 'logs'})" if quiet else ""
-        raise LabFailure(f"playbooks/{name} failed with exit code {proc.returncode}{where}")
+        with (
+            logfile.open("a") as out,
+            subprocess.Popen(
+                [*argv, *extra],
+                env=ansible_env(),
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            ) as proc,
+        ):
+            for line in proc.stdout or ():
+                out.write(line)
+                if (shown := progress(line)) is not None:
+                    print(f"  {time.monotonic() - started:4.0f}s {shown}", file=sys.stderr, flush=True)
+        returncode = proc.returncode
+    else:
+        returncode = subprocess.run([*argv, *extra], env=ansible_env(), cwd=REPO, check=False).returncode
+    if returncode != 0:
+        where = f" (log: {logfile})" if quiet else ""
+        raise LabFailure(f"playbooks/{name} failed with exit code {returncode}{where}")
     log(f"playbooks/{name}: ok in {time.monotonic() - started:.0f}s")
 
 
