@@ -3,7 +3,6 @@ reading of what came back (routes, answers)."""
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 import threading
 from collections.abc import Iterator
@@ -15,16 +14,13 @@ from typing import Any
 import pytest
 
 from lab import labclient, summary
+from tests.fixtures.scripts import load_script
 
 BACKEND = Path(__file__).resolve().parents[3] / "playbooks" / "lab" / "files" / "lab-backend.py"
 
 
 def _backend() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("lab_backend", BACKEND)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BACKEND, "lab_backend")
 
 
 def _free_udp_port() -> int:

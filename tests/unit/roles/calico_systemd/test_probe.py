@@ -5,7 +5,6 @@ API server in molecule/calico."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import time
 from pathlib import Path
@@ -13,15 +12,13 @@ from types import ModuleType
 
 import pytest
 
+from tests.fixtures.scripts import load_script
+
 PROBE = Path(__file__).resolve().parents[4] / "roles/calico_systemd/files/probe.py"
 
 
 def probe() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("calico_probe", PROBE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(PROBE, "calico_probe")
 
 
 def token_dir(tmp_path: Path, expires: float) -> Path:
