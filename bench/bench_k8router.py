@@ -15,7 +15,11 @@ certificate for all of 3,000 hosts (``--hosts-per-certificate 0``) fails ``hapro
     (as an operator would) and all at once, and the ratio k8router no-change run / kubectl;
 (d) one pod of the first cluster marked not ready in its EndpointSlice -> the run applying it
     (wall time, reload or not, number of runtime API commands);
-(e) one new Ingress (a new host) -> the run applying it (with a reload).
+(e) one new Ingress (a new host) -> the run applying it (with a reload);
+(f) every certificate renewed (new files under the same names) while clients open a new TLS connection
+    per request to hosts of every certificate: the run applying it (wall time, reloads, runtime
+    commands), the requests that failed, and whether the clients saw the new certificates. The
+    controller pods answer for real here (HTTP servers on their pod IPs in haproxy's namespace).
 
 Every k8router run is a child process (``python bench_k8router.py --child-run``: interpreter start,
 imports, ``run()``), so its wall time and peak RSS (``os.wait4``; the run's own ``haproxy -c`` and
@@ -317,9 +321,42 @@ def load_ingresses(clusters: Sequence[Cluster], ingresses: int, hosts: Hosts, th
     return time.perf_counter() - started
 
 
-def wildcard_certificate(directory: Path, zone: str, ca: CertAuthority) -> None:
+def wildcard_certificate(directory: Path, zone: str, ca: CertAuthority, days: int = 60) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"{zone}.pem").write_bytes(ca.issue_pem(f"*.{zone}", [f"*.{zone}"], days=60))
+    (directory / f"{zone}.pem").write_bytes(ca.issue_pem(f"*.{zone}", [f"*.{zone}"], days=days))
+
+
+# A client in haproxy's namespace: a new TLS connection per request (SNI and Host one of the given hosts, in
+# turn), the certificate verified against the bench CA; counts answers, failures, and the certificates' notAfter.
+TLS_CLIENT = r"""
+import json, os, socket, ssl, sys
+vip, ca, stop_file, hosts = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+ctx = ssl.create_default_context(cafile=ca)
+ok = failed = 0
+errors, seen = {}, {}
+n, last = 0, ""
+while not os.path.exists(stop_file):
+    host = hosts[n % len(hosts)]; n += 1
+    try:
+        with socket.create_connection((vip, 443), timeout=5) as raw, ctx.wrap_socket(raw, server_hostname=host) as t:
+            after = t.getpeercert()["notAfter"]
+            t.sendall(f"GET / HTTP/1.1
+Host: {host}
+Connection: close
+
+".encode())
+            data = b""
+            while chunk := t.recv(65536):
+                data += chunk
+        status = data.split(b" ", 2)[1].decode() if data.startswith(b"HTTP/") else "no answer"
+        if status == "200":
+            ok += 1; seen[after] = seen.get(after, 0) + 1; last = after
+        else:
+            failed += 1; errors[f"HTTP {status}"] = errors.get(f"HTTP {status}", 0) + 1
+    except Exception as exc:
+        failed += 1; errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+print(json.dumps({"ok": ok, "failed": failed, "errors": errors, "not_after_seen": seen, "last_not_after": last}))
+"""
 
 
 def module_params(clusters: Sequence[Cluster], h: Haproxy, work: Path) -> dict[str, Any]:
@@ -492,10 +529,12 @@ def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         for zone in zones(names):
             wildcard_certificate(work / "certs", zone, bench_ca)
         with running_haproxy(work / "haproxy") as h:
+            for index, cluster in enumerate(clusters):  # the controller pods answer (the stand-in: HTTP servers)
+                for n in range(args.pods):
+                    h.add_pod(cluster.name, pod_ip(index, n))
             params = module_params(clusters, h, work)
-            figures.update(
-                measure_all(args, work, clusters=clusters, h=h, hosts=hosts, params=params, kubectl=kubectl, log=log)
-            )
+            world: dict[str, Any] = {"clusters": clusters, "h": h, "hosts": hosts, "params": params, "ca": bench_ca}
+            figures.update(measure_all(args, work, kubectl=kubectl, log=log, **world))
     finally:
         kubelab.stop_clusters(clusters)
     return figures
@@ -511,6 +550,7 @@ def measure_all(
     params: dict[str, Any],
     kubectl: str,
     log: Path,
+    ca: CertAuthority,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
@@ -643,12 +683,65 @@ def measure_all(
     print(f"(e) new host: {added.wall_s:.2f} s, reloaded={added.summary['reloaded']}", flush=True)
     after = k8router_run(params, work, "after")
     out["e_new_host"]["next_run_changed"] = after.summary["changed"]
+
+    # (f) every certificate renewed under load -> runtime API, no reload
+    samples = [hosts.name(c.name, args.ingresses - 1) for c in clusters]
+    out["f_renew_all"] = renew_all_under_load(work, h, params, ca, samples)
+    out["f_renew_all"] |= record(out["f_renew_all"].pop("run"))
+    f = out["f_renew_all"]
+    print(
+        f"(f) {f['certificates']} certificates renewed under load: {f['wall_s']:.2f} s, reloaded={f['reloaded']}, "
+        f"{f['requests_failed']} of {f['requests_ok'] + f['requests_failed']} requests failed",
+        flush=True,
+    )
     return out
+
+
+def renew_all_under_load(
+    work: Path, h: Haproxy, params: dict[str, Any], ca: CertAuthority, samples: Sequence[str]
+) -> dict[str, Any]:
+    """Every certificate file rewritten with a renewed certificate (longer validity), then one k8router run,
+    while two clients open a TLS connection per request to ``samples`` (a host of each cluster's own zone and
+    a shared one). The new certificates are in place when the clients stop."""
+    from tests.fixtures.haproxylab import VIP  # noqa: PLC0415
+
+    ca_file = work / "bench-ca.pem"
+    ca_file.write_bytes(ca.pem)
+    stop = work / "stop-clients"
+    hosts = [*samples, samples[0].replace("app-", "shared-", 1)]
+    argv = ["ip", "netns", "exec", h.ns, sys.executable, "-c", TLS_CLIENT, VIP, str(ca_file), str(stop), *hosts]
+    clients = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _n in range(2)]
+    workers = h.worker_pids()
+    try:
+        time.sleep(2.0)
+        certs = sorted((work / "certs").glob("*.pem"))
+        for cert in certs:
+            wildcard_certificate(cert.parent, cert.stem, ca, days=90)
+        run = k8router_run(params, work, "renew-all")
+        time.sleep(2.0)
+    finally:
+        stop.touch()
+        results = [json.loads(c.communicate(timeout=60)[0] or "{}") for c in clients]
+    seen: dict[str, int] = {}
+    for result in results:
+        for after, count in result.get("not_after_seen", {}).items():
+            seen[after] = seen.get(after, 0) + count
+    newest = max(seen, key=lambda text: datetime.datetime.strptime(text, "%b %d %H:%M:%S %Y %Z")) if seen else ""
+    return {
+        "run": run,
+        "certificates": len(certs),
+        "requests_ok": sum(r.get("ok", 0) for r in results),
+        "requests_failed": sum(r.get("failed", 0) for r in results),
+        "errors": [r.get("errors", {}) for r in results],
+        "not_after_seen": seen,
+        "renewed_served_at_end": len(seen) == 2 and all(r.get("last_not_after") == newest for r in results),
+        "worker_pids_unchanged": h.worker_pids() == workers,
+    }
 
 
 def table(fig: dict[str, Any]) -> list[list[str]]:
     a, b, c = fig["a_first_converge"], fig["b_no_change"], fig["c_kubectl"]
-    d, e = fig["d_pod_not_ready"], fig["e_new_host"]
+    d, e, f = fig["d_pod_not_ready"], fig["e_new_host"], fig["f_renew_all"]
     runs = b["runs"]
     return [
         ["benchmark", "wall s", "run() s", "peak MiB", "notes"],
@@ -708,6 +801,15 @@ def table(fig: dict[str, Any]) -> list[list[str]]:
             f"reloaded={e['reloaded']}; change->applied {e['change_to_applied_s']:.2f} s; "
             f"host in map: {e['host_in_map']}; next run changed={e['next_run_changed']}",
         ],
+        [
+            f"(f) every certificate renewed ({f['certificates']}) under TLS load",
+            _f(f["wall_s"]),
+            _f(f["run_s"]),
+            _f(f["maxrss_mib"], 1),
+            f"reloaded={f['reloaded']} (workers unchanged: {f['worker_pids_unchanged']}); "
+            f"{f['runtime_commands']} runtime commands; requests failed {f['requests_failed']} of "
+            f"{f['requests_ok'] + f['requests_failed']}; renewed served at the end: {f['renewed_served_at_end']}",
+        ],
     ]
 
 
@@ -722,6 +824,7 @@ def phase_table(fig: dict[str, Any]) -> list[list[str]]:
         ("(b) no-change run (median)", {**b, "phases_s": b["phases_s_median"], "run_s": b["run_s_median"]}),
         ("(d) pod not ready", fig["d_pod_not_ready"]),
         ("(e) new Ingress", fig["e_new_host"]),
+        ("(f) every certificate renewed", fig["f_renew_all"]),
     ]
     for label, run in entries:
         p = run["phases_s"]

@@ -37,6 +37,7 @@ from ansible_collections.k8router.edge.plugins.module_utils._haproxy import (
     RenderSettings,
     RuntimeApi,
     Slot,
+    cert_file_name,
     render,
 )
 from ansible_collections.k8router.edge.plugins.module_utils._layout import CERTS_DIR, HAPROXY_DEFAULTS
@@ -191,7 +192,7 @@ def _snapshots(opts: Options, store: StateStore, result: Result, persist: bool) 
 def _cert_entries(model: Model, certs: Sequence[Certificate], result: Result, expiry_days: int) -> list[CertEntry]:
     now = datetime.datetime.now(datetime.timezone.utc)
     chosen = select_certificates(list(model.hosts), certs, now)
-    by_cert: dict[str, list[str]] = {}
+    by_cert: dict[str, list[str]] = {}  # by the file it came from: a renewal keeps its place in haproxy
     cert_of: dict[str, Certificate] = {}
     for host, servings in model.hosts.items():
         pick = chosen[host]
@@ -206,11 +207,11 @@ def _cert_entries(model: Model, certs: Sequence[Certificate], result: Result, ex
         if pick.certificate is None:
             result.warnings.append(f"host {host}: {pick.problem}; the default certificate answers for it")
             continue
-        by_cert.setdefault(pick.certificate.fingerprint, []).append(host)
-        cert_of[pick.certificate.fingerprint] = pick.certificate
+        by_cert.setdefault(pick.certificate.source, []).append(host)
+        cert_of[pick.certificate.source] = pick.certificate
     for cert in expiring(certs, now, expiry_days):
         result.warnings.append(f"certificate {cert.source} expires {cert.not_after.isoformat()}")
-    return [CertEntry(fp, cert_of[fp].pem, tuple(hosts)) for fp, hosts in sorted(by_cert.items())]
+    return [CertEntry(cert_file_name(src), cert_of[src].pem, tuple(hosts)) for src, hosts in sorted(by_cert.items())]
 
 
 def _validate(desired: Mapping[str, bytes], paths: HaproxyPaths, workdir: str, runner: Runner) -> None:
@@ -244,17 +245,19 @@ def _validate(desired: Mapping[str, bytes], paths: HaproxyPaths, workdir: str, r
         shutil.rmtree(cand, ignore_errors=True)
 
 
-def _apply(plan: Plan, structure: str, paths: HaproxyPaths, result: Result, runner: Runner) -> None:
+def _apply(plan: Plan, desired: Rendered, paths: HaproxyPaths, result: Result, runner: Runner) -> None:
     os.makedirs(os.path.join(paths.data_dir, CERTS_DIR), mode=0o750, exist_ok=True)
     # certificates first, then maps and crt-list, then the backends: each file is complete when haproxy sees it
     for path in sorted(plan.write, key=lambda p: (not p.endswith(".pem"), p.endswith(".cfg"), p)):
         write_atomic(path, plan.write[path], 0o600 if path.endswith(".pem") else 0o640)
     for path in plan.remove:
         os.unlink(path)
-    if plan.commands:
+    if plan.commands or plan.cert_ops:
         try:
-            RuntimeApi(paths.socket).apply(plan.commands)
-            result.commands = list(plan.commands)
+            api = RuntimeApi(paths.socket)
+            api.apply(plan.commands)
+            api.apply_certs(plan.cert_ops, desired.crt_list, desired.files)
+            result.commands = plan.shown_commands
         except (RuntimeApiError, OSError) as exc:
             result.warnings.append(f"runtime update failed ({exc}); reloading instead")
             plan.reload = True
@@ -268,7 +271,7 @@ def _apply(plan: Plan, structure: str, paths: HaproxyPaths, result: Result, runn
                 f"reload command {command} failed ({rc}): {(out + err).strip()}; the files are written, "
                 "the next run reloads again"
             )
-        if not RuntimeApi(paths.socket).wait_for_generation(structure):
+        if not RuntimeApi(paths.socket).wait_for_generation(desired.structure):
             raise RuntimeApiError(
                 f"haproxy was reloaded ({command}) but its worker on {paths.socket} does not run the new "
                 "configuration after 15 s; the next run reloads again"
@@ -389,7 +392,7 @@ def _converge_http(
     current = {path: _read_file(path) for path in desired.files}
     plan = make_plan(desired, current, applied, stale, RuntimeApi(opts.haproxy.socket).running_generation())
     result.changed = result.changed or plan.changed
-    result.commands = list(plan.commands)
+    result.commands = plan.shown_commands
     if diff:
         result.diff.extend(plan.diff(current))
     if check_mode:
@@ -411,7 +414,7 @@ def _converge_http(
                 f"haproxy rejected the candidate configuration (kept in {', '.join(kept)}): {exc}", kept
             ) from None
     result.commands = []
-    _apply(plan, desired.structure, opts.haproxy, result, runner)
+    _apply(plan, desired, opts.haproxy, result, runner)
     store.save_layout(desired.layout())
 
 

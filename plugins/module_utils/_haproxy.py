@@ -6,19 +6,24 @@ Layout written by k8router (file names in ``_layout``; the router role's main fi
 
 - ``<conf_dir>/50-k8router.cfg``: one backend per host, with server slots per cluster;
 - ``<data_dir>/hosts.map`` and ``<data_dir>/wildcards.map``: host -> backend;
-- ``<data_dir>/crt-list.txt`` and ``<data_dir>/certs/<sha256>.pem``: certificates with SNI filters.
+- ``<data_dir>/crt-list.txt`` and ``<data_dir>/certs/<name>.pem``: certificates with SNI filters, each file
+  named after the file the certificate came from (a renewal keeps the name).
 
 Each cluster gets a power-of-two number of server slots in each backend, so pods coming and
-going change only slot contents: those go through the runtime API, no reload.
+going change only slot contents: those go through the runtime API, no reload. Certificates are
+not part of the structure either: a renewed one, a new one, new SNI names or a certificate gone
+are runtime changes too (``certificate_ops``), the files on disk changed with them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,11 +93,47 @@ class Slot:
 
 @dataclass(frozen=True)
 class CertEntry:
-    """A certificate file and the hosts (SNI filters) it serves."""
+    """A certificate file and the hosts (SNI filters) it serves; ``name`` is the file's stem (``cert_file_name``)."""
 
-    fingerprint: str
+    name: str
     pem: bytes
     hosts: tuple[str, ...]
+
+
+def cert_file_name(source: str) -> str:
+    """The stem of the file k8router writes for the certificate read from ``source``.
+
+    The same source always gives the same name, so a renewed certificate replaces the one haproxy holds
+    (``set ssl cert``) instead of arriving as a new one; the stem of the source keeps it readable.
+    """
+    stem = _NAME_BAD.sub("_", os.path.splitext(os.path.basename(source))[0])[:40]
+    return f"{stem}-{hashlib.sha256(source.encode()).hexdigest()[:12]}"
+
+
+@dataclass(frozen=True)
+class CertOp:
+    """One step on haproxy's certificate store or crt-list through the runtime API.
+
+    ``verb``: ``new`` (an empty store entry), ``set`` (the file's PEM into a transaction), ``commit``,
+    ``add-line`` / ``del-line`` (a crt-list line: ``path`` and ``line``, its options and SNI filters),
+    ``del`` (the store entry, once no line uses it). The PEM is never part of the op: the driver reads
+    it from the rendered files, and ``str()`` shows ``(certificate and key)`` in its place.
+    """
+
+    verb: str
+    path: str
+    line: str = ""
+
+    def __str__(self) -> str:
+        shown = {
+            "new": f"new ssl cert {self.path}",
+            "set": f"set ssl cert {self.path} <<(certificate and key)",
+            "commit": f"commit ssl cert {self.path}",
+            "add-line": f"add ssl crt-list <<{self.path} {self.line}",
+            "del-line": f"del ssl crt-list {self.path} ({self.line})",
+            "del": f"del ssl cert {self.path}",
+        }
+        return shown[self.verb]
 
 
 @dataclass(frozen=True)
@@ -111,9 +152,16 @@ class Rendered:
     files: dict[str, bytes] = field(default_factory=dict)
     structure: str = ""
     slots: dict[str, Slot] = field(default_factory=dict)  # "backend/server" -> slot
+    crt_list: str = ""  # the crt-list file
+    certs: dict[str, str] = field(default_factory=dict)  # certificate file -> sha256 of its PEM
+    crt_lines: list[tuple[str, str]] = field(default_factory=list)  # crt-list lines after the first: (file, rest)
 
     def layout(self) -> dict[str, Any]:
-        return {"structure": self.structure, "slots": {k: v.as_list() for k, v in sorted(self.slots.items())}}
+        return {
+            "structure": self.structure,
+            "slots": {k: v.as_list() for k, v in sorted(self.slots.items())},
+            "certs": {"files": dict(sorted(self.certs.items())), "lines": [list(line) for line in self.crt_lines]},
+        }
 
 
 def _assign(
@@ -271,14 +319,14 @@ def _crt_list(certs: Sequence[CertEntry], settings: RenderSettings, out: Rendere
         out.files[data_file(data, "default")] = settings.default_certificate
         crt_lines = [data_file(data, "default")]
     for cert in certs:
-        path = f"{data}/{CERTS_DIR}/{cert.fingerprint}.pem"
+        path = f"{data}/{CERTS_DIR}/{cert.name}.pem"
         out.files[path] = cert.pem
         # haproxy reads crt-list lines of at most 64 KiB: a certificate's SNI filters go on several
         # lines of the same file (haproxy loads the file once).
         hosts = list(dict.fromkeys(h for h in cert.hosts if host_problem(h) is None))
         for first in range(0, len(hosts), SNI_PER_LINE):
-            crt_lines.append(f"{path} [alpn h2,http/1.1] {' '.join(hosts[first : first + SNI_PER_LINE])}")
-    return ("\n".join(crt_lines) + "\n").encode()
+            out.crt_lines.append((path, f"[alpn h2,http/1.1] {' '.join(hosts[first : first + SNI_PER_LINE])}"))
+    return ("\n".join([*crt_lines, *(f"{path} {rest}" for path, rest in out.crt_lines)]) + "\n").encode()
 
 
 def render(
@@ -324,9 +372,15 @@ def render(
     data = settings.data_dir.rstrip("/")
     out.files[data_file(data, "hosts_map")] = "".join(f"{line}\n" for line in sorted(exact)).encode()
     out.files[data_file(data, "wildcards_map")] = "".join(f"{line}\n" for line in sorted(wild)).encode()
-    out.files[data_file(data, "crt_list")] = _crt_list(certs, settings, out)
+    out.crt_list = data_file(data, "crt_list")
+    out.files[out.crt_list] = _crt_list(certs, settings, out)
+    # The certificates and the crt-list lines after the first (the bind lines' default certificate) are not
+    # structure: they change through the runtime API.
+    out.certs = {path: hashlib.sha256(pem).hexdigest() for path, pem in out.files.items() if path.endswith(".pem")}
+    hashed = {k: hashlib.sha256(v).hexdigest() for k, v in sorted(out.files.items()) if k not in out.certs}
+    hashed[out.crt_list] = out.files[out.crt_list].decode().split("\n", 1)[0]
     digest = hashlib.sha256("\n".join(skeleton).encode())
-    digest.update(json.dumps({k: hashlib.sha256(v).hexdigest() for k, v in sorted(out.files.items())}).encode())
+    digest.update(json.dumps(hashed).encode())
     out.structure = digest.hexdigest()
     lines += [f"backend {generation_backend(out.structure)}", "    mode http", ""]
     out.files[f"{conf}/{BACKENDS_FILE}"] = "\n".join(lines).encode()
@@ -348,6 +402,39 @@ def runtime_commands(before: Mapping[str, Any], after: Rendered) -> list[str]:
         if prev is None or prev.enabled != slot.enabled:
             commands.append(f"set server {key} state {'ready' if slot.enabled else 'maint'}")
     return commands
+
+
+def _sni_filters(rest: str) -> frozenset[str]:
+    """The SNI filters of a crt-list line's remainder (what follows the ``[options]``, if any)."""
+    return frozenset(rest.rpartition("]")[2].split() if "]" in rest else rest.split())
+
+
+def certificate_ops(before: Mapping[str, Any] | None, after: Rendered) -> list[CertOp] | None:
+    """The runtime steps that turn the applied certificates ``before`` (a layout's ``certs``) into ``after``'s.
+
+    None when ``before`` is not known (a lost or older layout): only a reload makes sure then. New files
+    first (new, set, commit), then the renewed ones (set, commit), then the crt-list lines to add, and
+    only then the lines to delete and the files no line uses any more, so a host is never without its
+    certificate in between.
+    """
+    if not isinstance(before, Mapping):
+        return None
+    files, lines = before.get("files"), before.get("lines")
+    if not isinstance(files, Mapping) or not isinstance(lines, list):
+        return None
+    ops: list[CertOp] = []
+    for path, digest in sorted(after.certs.items()):
+        if path not in files:
+            ops += [CertOp("new", path), CertOp("set", path), CertOp("commit", path)]
+        elif files[path] != digest:
+            ops += [CertOp("set", path), CertOp("commit", path)]
+    old = Counter((str(line[0]), str(line[1])) for line in lines if isinstance(line, list) and len(line) == 2)
+    new = Counter(after.crt_lines)
+    added, removed = new - old, old - new
+    ops += [CertOp("add-line", path, rest) for path, rest in after.crt_lines if (path, rest) in added]
+    ops += [CertOp("del-line", path, rest) for path, rest in sorted(removed.elements())]
+    ops += [CertOp("del", path) for path in sorted(files) if path not in after.certs and path.endswith(".pem")]
+    return ops
 
 
 class RuntimeApi:
@@ -372,6 +459,58 @@ class RuntimeApi:
                     break
                 chunks.append(chunk)
         return b"".join(chunks).decode(errors="replace").strip()
+
+    def send_payload(self, command: str, payload: bytes) -> str:
+        """``command <<`` with ``payload`` (no empty line in it: that ends a payload), and the whole answer."""
+        if "\n" in command or b"\n\n" in payload.replace(b"\r", b"") or not payload.strip():
+            raise RuntimeApiError(f"refusing a runtime payload with an empty line, or an empty one, for {command!r}")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(self.timeout)
+            sock.connect(self.path)
+            sock.sendall(command.encode() + b" <<\n" + payload.rstrip(b"\r\n") + b"\n\n")
+            chunks = []
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        return b"".join(chunks).decode(errors="replace").strip()
+
+    def crt_list_lines(self, crt_list: str) -> dict[tuple[str, frozenset[str]], list[int]]:
+        """The crt-list's entries as haproxy holds them: (file, SNI filters) -> line numbers."""
+        entries: dict[tuple[str, frozenset[str]], list[int]] = {}
+        for row in self.send(f"show ssl crt-list -n {crt_list}").splitlines():
+            head, _sep, rest = row.strip().partition(" ")
+            path, colon, number = head.rpartition(":")
+            if row.startswith("#") or not colon or not number.isdigit():
+                continue
+            entries.setdefault((path, _sni_filters(rest)), []).append(int(number))
+        return entries
+
+    def apply_certs(self, ops: Sequence[CertOp], crt_list: str, files: Mapping[str, bytes]) -> None:
+        """Carry out ``ops`` (``certificate_ops``) in order; raise RuntimeApiError on the first refusal."""
+        held: dict[tuple[str, frozenset[str]], list[int]] | None = None
+        for op in ops:
+            if op.verb == "set":
+                answer, ok = self.send_payload(f"set ssl cert {op.path}", files[op.path]), "transaction"
+            elif op.verb == "add-line":
+                answer = self.send_payload(f"add ssl crt-list {crt_list}", f"{op.path} {op.line}".encode())
+                ok = "success"
+            elif op.verb == "del-line":
+                held = self.crt_list_lines(crt_list) if held is None else held
+                numbers = held.get((op.path, _sni_filters(op.line)))
+                if not numbers:
+                    continue  # not there (a run stopped half-way took it out already)
+                answer, ok = self.send(f"del ssl crt-list {crt_list} {op.path}:{numbers.pop(0)}"), "deleted"
+            elif op.verb == "commit":
+                answer, ok = self.send(f"commit ssl cert {op.path}"), "success"
+            elif op.verb == "new":
+                answer, ok = self.send(f"new ssl cert {op.path}"), "new empty certificate store"
+                ok = "already exists" if "already exists" in answer.lower() else ok
+            else:
+                answer, ok = self.send(f"del ssl cert {op.path}"), "deleted"
+            if ok not in answer.lower():
+                raise RuntimeApiError(f"haproxy refused {op}: {answer}")
 
     def _answer_line(self, command: str, prefix: str) -> str | None:
         """What follows ``prefix`` on the first line of the answer that starts with it; "" when no line does,

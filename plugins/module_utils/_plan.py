@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.k8router.edge.plugins.module_utils._haproxy import (
+    CertOp,
     Rendered,
+    certificate_ops,
     generation,
     runtime_commands,
 )
@@ -23,10 +25,16 @@ class Plan:
     remove: list[str] = field(default_factory=list)
     reload: bool = False
     commands: list[str] = field(default_factory=list)
+    cert_ops: list[CertOp] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return bool(self.write or self.remove or self.reload or self.commands)
+        return bool(self.write or self.remove or self.reload or self.commands or self.cert_ops)
+
+    @property
+    def shown_commands(self) -> list[str]:
+        """Every runtime command as reported (a certificate's PEM never in it)."""
+        return [*self.commands, *(str(op) for op in self.cert_ops)]
 
     def diff(self, current: Mapping[str, bytes | None]) -> list[dict[str, str]]:
         """Ansible diffs: the files (certificate files hold keys: named, never shown), runtime commands, reload."""
@@ -48,8 +56,8 @@ class Plan:
             )
         for path in sorted(self.remove):
             diffs.append({"before_header": path, "after_header": "(removed)", "before": "(file)\n", "after": ""})
-        if self.commands:
-            text = "".join(f"{c}\n" for c in self.commands)
+        if self.commands or self.cert_ops:
+            text = "".join(f"{c}\n" for c in self.shown_commands)
             diffs.append({"before_header": "haproxy runtime API", "after_header": "haproxy runtime API",
                           "before": "", "after": text})  # fmt: skip
         if self.reload:
@@ -67,9 +75,10 @@ def make_plan(
     """Compare ``desired`` with the ``current`` files, the ``applied`` layout and what haproxy ``running``.
 
     ``running`` is the generation the running haproxy reports (None: nobody answered, so the
-    applied layout is all there is to go by). haproxy runs the desired structure: slot changes go
-    through the runtime API, no reload. Otherwise it reloads, whether or not the files still need
-    writing: files written by a run whose reload failed or was killed are not yet served.
+    applied layout is all there is to go by). haproxy runs the desired structure: slot and
+    certificate changes go through the runtime API, no reload (unless the applied certificates are
+    not known: a lost layout). Otherwise it reloads, whether or not the files still need writing:
+    files written by a run whose reload failed or was killed are not yet served.
     """
     plan = Plan()
     plan.write = {path: data for path, data in desired.files.items() if current.get(path) != data}
@@ -77,8 +86,13 @@ def make_plan(
     loaded = generation(str(applied.get("structure") or "")) if running is None else running
     if loaded == generation(desired.structure):
         # the applied slots say what the runtime holds; a lost layout: set every slot again
-        slots = applied if applied.get("structure") == desired.structure else {}
-        plan.commands = runtime_commands(slots, desired)
+        same = applied.get("structure") == desired.structure
+        plan.commands = runtime_commands(applied if same else {}, desired)
+        cert_ops = certificate_ops(applied.get("certs") if same else None, desired)
+        if cert_ops is None:
+            plan.reload, plan.commands = True, []
+        else:
+            plan.cert_ops = cert_ops
     else:
         plan.reload = True
     return plan

@@ -18,6 +18,8 @@ from ansible_collections.k8router.edge.plugins.module_utils._haproxy import (
     RenderSettings,
     Slot,
     backend_name,
+    cert_file_name,
+    certificate_ops,
     check_backend_name,
     generation_backend,
     quote,
@@ -77,7 +79,32 @@ def test_render_matches_golden_files(case: str, cfg: RenderSettings) -> None:
         )
 
 
-def test_certificate_files_are_named_by_fingerprint() -> None:
+def test_certificate_file_names_follow_their_source() -> None:
+    name = cert_file_name("/etc/k8router/certificates/shop shop.pem")
+    assert name == cert_file_name("/etc/k8router/certificates/shop shop.pem")  # a renewal keeps its file
+    assert name.startswith("shop_shop-") and len(name) == len("shop_shop-") + 12
+    assert cert_file_name("/etc/other/shop shop.pem") != name
+
+
+def test_structure_leaves_certificates_to_the_runtime_but_not_the_default_one() -> None:
+    base = rendered()
+    renewed = [CertEntry("f" * 64, PEM + b"\n", ("shop.example.org",)), CERTS[1]]
+    assert render(model(), renewed, SETTINGS).structure == base.structure
+    moved = [CertEntry("f" * 64, PEM, ("shop.example.org", "*.apps.example.org"))]
+    assert render(model(), moved, SETTINGS).structure == base.structure
+    with_default = RenderSettings(SETTINGS.conf_dir, SETTINGS.data_dir, default_certificate=PEM)
+    assert render(model(), CERTS, with_default).structure != base.structure
+    out = render(model(), renewed, SETTINGS)
+    assert certificate_ops(base.layout()["certs"], out) and certificate_ops(out.layout()["certs"], out) == []
+    assert [str(op) for op in certificate_ops(base.layout()["certs"], out) or []] == [
+        f"set ssl cert /etc/haproxy/k8router/certs/{'f' * 64}.pem <<(certificate and key)",
+        f"commit ssl cert /etc/haproxy/k8router/certs/{'f' * 64}.pem",
+    ]
+    assert certificate_ops(None, out) is None
+    assert certificate_ops({"files": {}}, out) is None
+
+
+def test_certificate_files_are_named_by_entry() -> None:
     out = rendered()
     assert out.files[f"/etc/haproxy/k8router/certs/{'f' * 64}.pem"] == PEM
     assert (
