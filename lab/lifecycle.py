@@ -69,7 +69,7 @@ def ensure_containers() -> None:
             "--cap-add", "NET_ADMIN,NET_RAW,NET_BROADCAST,SYS_ADMIN",
             "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096",
             "--sysctl", "net.ipv4.ip_forward=1", "--sysctl", "net.ipv4.ip_nonlocal_bind=1",
-            *(ROUTER_SYSCTLS if image == "router" else ()),
+            *(ROUTER_SYSCTLS if image.startswith("router") else ()),
             f"localhost/k8router-{image}:current", "/sbin/init",
         )  # fmt: skip
         log(f"started {name} ({ip})")

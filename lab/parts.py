@@ -44,32 +44,43 @@ def router_requirements() -> list[str]:
     return [str(r) for r in defaults.get("converge_requirements", [])]
 
 
+# The routers' Pythons: Debian 12's and Debian 13's python3.
+ROUTER_PYTHONS = ("3.11", "3.13")
+
+
 def wheelhouse() -> Path:
-    """The wheels of the routers' k8router venv (Debian bookworm: CPython 3.11), keyed by the role's pinned list.
+    """The wheels of the routers' k8router venv for each of ``ROUTER_PYTHONS``, keyed by the role's pinned list.
 
     The key is the one molecule/router/molecule.yml computes: sha256 of the requirements joined by spaces.
+    A stamp per Python says its wheels are complete; a missing one is downloaded into the same directory.
     """
     reqs = router_requirements()
     if not reqs:
         raise LabFailure("roles/converge/defaults/main.yml: converge_requirements is empty")
     target = CACHE / "wheels" / hashlib.sha256(" ".join(reqs).encode()).hexdigest()[:12]
-    if target.is_dir():
-        return target
-    log(f"downloading the routers' wheels ({', '.join(reqs)}) into {target}")
-    partial = target.with_suffix(".tmp")
-    run(["rm", "-rf", partial])
-    argv: list[str | Path] = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"]
-    argv += ["--dest", partial, "--python-version", "3.11", "--only-binary=:all:"]
-    for plat in ("manylinux2014_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64"):
-        argv += ["--platform", plat]
-    run([*argv, *reqs])
-    partial.rename(target)
+    for version in ROUTER_PYTHONS:
+        stamp = target / f".complete-py{version}"
+        if stamp.exists():
+            continue
+        log(f"downloading the routers' wheels for Python {version} ({', '.join(reqs)}) into {target}")
+        partial = target.with_name(f"{target.name}.py{version}.tmp")
+        run(["rm", "-rf", partial])
+        argv: list[str | Path] = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"]
+        argv += ["--dest", partial, "--python-version", version, "--only-binary=:all:"]
+        for plat in ("manylinux2014_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64"):
+            argv += ["--platform", plat]
+        run([*argv, *reqs])
+        target.mkdir(parents=True, exist_ok=True)
+        for wheel in partial.iterdir():
+            wheel.replace(target / wheel.name)
+        run(["rm", "-rf", partial])
+        stamp.touch()
     return target
 
 
 def build_parts() -> Parts:
     log("images, Kubernetes binaries, Calico, wheels (each built once, then cached)")
-    run([REPO / "tools" / "image.sh", "router", "worker", "client"], capture=False)
+    run([REPO / "tools" / "image.sh", "router", "router-trixie", "worker", "client"], capture=False)
     kube_bin = last_line(run([REPO / "tools" / "k8s-build.sh"], capture=True))
     assets = last_line(run([REPO / "tools" / "calico-build.sh", "--assets"]))
     built = subprocess.run(

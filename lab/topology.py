@@ -25,6 +25,9 @@ DOMAIN = "lab.test"
 CLIENT = "k8r-lab-client"
 CLIENT_IP = "10.213.9.5"
 ROUTERS = {"k8r-lab-router1": "10.213.9.11", "k8r-lab-router2": "10.213.9.12"}
+# One router set of both Debian releases: router1 on Debian 12 with its daemons in the image, router2 on a bare
+# Debian 13 where the router role installs them (tools/image.sh).
+ROUTER_IMAGES = {"k8r-lab-router1": "router", "k8r-lab-router2": "router-trixie"}
 CONVERGE_INTERVAL = 15
 HARDENED = ("beta",)  # clusters whose API servers refuse anonymous requests (haproxy checks with a client cert)
 API_OUTAGE = 40  # seconds stop-api holds a cluster's API server stopped (longer than a watchdog would wait)
@@ -119,7 +122,7 @@ CLUSTERS = (
     ),
 )
 CONTAINERS = {
-    **{name: ("router", ip) for name, ip in ROUTERS.items()},
+    **{name: (ROUTER_IMAGES[name], ip) for name, ip in ROUTERS.items()},
     **{w.name: ("worker", w.ip) for c in CLUSTERS for w in c.workers},
     CLIENT: ("client", CLIENT_IP),
 }

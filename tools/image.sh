@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Build (or reuse) the Debian bookworm systemd images for the lab and molecule, offline from any
-# container registry: debootstrap + `podman import`. Each image is tagged with a hash of its recipe
-# (suite, package list, masked units), and the root file system tarball is cached outside the repo,
-# so a warm machine reuses both and a fresh one rebuilds them. The newest build of each image is
-# also tagged `:current`, the tag molecule and the lab use.
+# Build (or reuse) the Debian systemd images for the lab and molecule, offline from any container
+# registry: debootstrap + `podman import`. Each image is tagged with a hash of its recipe (suite,
+# package list, masked units), and the root file system tarball is cached outside the repo, so a
+# warm machine reuses both and a fresh one rebuilds them. The newest build of each image is also
+# tagged `:current`, the tag molecule and the lab use.
 #
-# Usage: tools/image.sh [router|worker|client ...]   (default: router)
+# router, worker and client are Debian 12 (bookworm), with their daemons installed. router-trixie is a
+# bare Debian 13 (trixie): systemd, Python and the basics only, so the router role's own package
+# installation runs on it (apt inside the container, from the suite's own repository).
+#
+# Usage: tools/image.sh [router|router-trixie|worker|client ...]   (default: router)
 #   prints one line per image: localhost/k8router-<name>:<hash>
 set -euo pipefail
 
 cache=${K8ROUTER_CACHE:-$HOME/.cache/k8router-lab}/images
-suite=bookworm
 # A container has no consoles, no udev and no hardware clock; these units only slow boot down.
 masked_units="getty@tty1.service systemd-udevd.service systemd-udev-trigger.service systemd-timesyncd.service
 apt-daily.timer apt-daily-upgrade.timer e2scrub_reap.service"
@@ -19,9 +22,16 @@ base_pkgs="systemd,systemd-sysv,dbus,python3,python3-apt,iproute2,iputils-ping,p
 packages_for() {
   case "$1" in
     router) echo "$base_pkgs,haproxy,keepalived,bird2,ipvsadm,nftables,psmisc,python3-venv" ;;
+    router-trixie | client) echo "$base_pkgs" ;;
     worker) echo "$base_pkgs,bird,ipset,conntrack,iptables,nftables,psmisc" ;;
-    client) echo "$base_pkgs" ;;
-    *) echo "unknown image '$1' (router, worker, client)" >&2; return 2 ;;
+    *) echo "unknown image '$1' (router, router-trixie, worker, client)" >&2; return 2 ;;
+  esac
+}
+
+suite_for() {
+  case "$1" in
+    *-trixie) echo trixie ;;
+    *) echo bookworm ;;
   esac
 }
 
@@ -36,8 +46,9 @@ ensure_tools() {
 }
 
 build_one() {
-  local name=$1 pkgs hash tag tarball root
+  local name=$1 pkgs suite hash tag tarball root
   pkgs=$(packages_for "$name")
+  suite=$(suite_for "$name")
   hash=$(printf '%s\n' "$suite" "$pkgs" "$masked_units" | sha256sum | cut -c1-12)
   tag=localhost/k8router-$name:$hash
   if podman image exists "$tag"; then
@@ -49,7 +60,7 @@ build_one() {
   tarball=$cache/k8router-$name-$hash.tar
   if [ ! -s "$tarball" ]; then
     root=$(mktemp -d "$cache/root-$name.XXXX")
-    echo "debootstrap $name image (about a minute)" >&2
+    echo "debootstrap $name image ($suite, about a minute)" >&2
     if ! debootstrap --variant=minbase --include="$pkgs" "$suite" "$root" >"$cache/debootstrap-$name.log" 2>&1; then
       tail -20 "$cache/debootstrap-$name.log" >&2
       rm -rf "$root"

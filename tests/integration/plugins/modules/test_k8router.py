@@ -27,6 +27,7 @@ from ansible_collections.k8router.edge.plugins.module_utils._errors import (
     K8RouterError,
     RuntimeApiError,
 )
+from ansible_collections.k8router.edge.plugins.module_utils._haproxy import RuntimeApi
 from ansible_collections.k8router.edge.plugins.module_utils._lb import plan_lb, publish
 from ansible_collections.k8router.edge.plugins.module_utils._state import StateStore
 from tests.fixtures import kubelab, kubeobjects, pki
@@ -224,6 +225,63 @@ def test_new_certificate_is_served_after_one_run(world: dict[str, Any], haproxy:
         path.unlink()
     converge(world["params"])
     assert haproxy.get("shop.example.com", world["pki"].ca_file)[2] == "wildcard-example"
+
+
+def test_certificates_change_without_a_reload_and_lose_no_request(world: dict[str, Any], haproxy: Haproxy) -> None:
+    """Renewed, new and removed certificates go through the runtime API: no reload, no failed request, and the
+    files on disk say the same, so a reload afterwards serves the same certificates."""
+    ca, wildcard = world["pki"].ca_file, world["certs"] / "wildcard.pem"
+    converge(world["params"])
+    workers = haproxy.worker_pids()
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            for host in ("shop.example.com", "api.example.com"):
+                status, body, _subject = haproxy.get(host, ca)
+                if status != 200:
+                    failures.append(f"{host}: {body}")
+
+    def subjects() -> tuple[str, str]:
+        return haproxy.get("shop.example.com", ca)[2], haproxy.get("api.example.com", ca)[2]
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    shop = world["certs"] / "shop.pem"
+    try:
+        world["pki"].issue(wildcard, "wildcard-renewed", ["*.example.com"], days=40)
+        renewed = converge(world["params"])
+        assert subjects() == ("wildcard-renewed", "wildcard-renewed")
+        world["pki"].issue(shop, "shop-exact", ["shop.example.com"], days=25)
+        added = converge(world["params"])
+        assert subjects() == ("shop-exact", "wildcard-renewed")
+        shop.unlink()
+        removed = converge(world["params"])
+        assert subjects() == ("wildcard-renewed", "wildcard-renewed")
+    finally:
+        stop.set()
+        thread.join()
+        shop.unlink(missing_ok=True)
+    for result in (renewed, added, removed):
+        assert result.changed and not result.reloaded, result
+        assert result.commands and all(" ssl " in c for c in result.commands), result.commands
+    assert any(c.startswith("set ssl cert") and c.endswith("<<(certificate and key)") for c in renewed.commands)
+    assert any(c.startswith("add ssl crt-list") for c in added.commands), added.commands
+    assert any(c.startswith("del ssl cert") for c in removed.commands), removed.commands
+    assert not any("BEGIN" in c for c in [*renewed.commands, *added.commands]), "key material in the commands"
+    assert haproxy.worker_pids() == workers
+    assert failures == []
+    assert converge(world["params"]).changed is False
+    # what a reload loads from disk is what the runtime was told
+    assert haproxy.proc is not None
+    subprocess.run(["kill", "-USR2", str(haproxy.proc.pid)], check=True)
+    assert RuntimeApi(str(haproxy.socket)).wait_for_new_worker(next(iter(workers)))
+    assert subjects() == ("wildcard-renewed", "wildcard-renewed")
+    assert converge(world["params"]).changed is False
+    world["pki"].issue(wildcard, "wildcard-example", ["*.example.com"])
+    assert not converge(world["params"]).reloaded
+    assert subjects() == ("wildcard-example", "wildcard-example")
 
 
 def test_broken_certificate_is_reported_and_loses_nothing(world: dict[str, Any], haproxy: Haproxy) -> None:
