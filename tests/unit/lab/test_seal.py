@@ -3,16 +3,12 @@
 """The lab's seal: the host table's transaction, its counters, and the network without masquerading.
 
 The table itself is loaded by `make lab` on the host (the lab smoke run fails if it counted a packet); here
-the transaction is checked with ``nft -c`` when nft is installed (tools/host-packages.sh installs it).
+the transaction is checked with ``nft -c`` in tests/integration/test_validators.py.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from typing import Any
-
-import pytest
 
 from lab import seal
 
@@ -30,13 +26,6 @@ def test_the_table_drops_what_leaves_the_lab_and_touches_no_other_table() -> Non
     assert "ip saddr 10.213.9.0/24 ip daddr != @lab counter drop" in text
     assert 'ip saddr 10.213.9.0/24 oifname != "cni-podman*" counter drop' in text
     assert text.count("table ") == 3
-
-
-@pytest.mark.skipif(shutil.which("nft") is None, reason="nft is not installed (tools/host-packages.sh)")
-def test_nft_takes_the_transaction() -> None:
-    proc = subprocess.run(["nft", "-c", "-f", "-"], input=seal.ruleset("10.213.9.0/24", RANGES), text=True,
-                          capture_output=True, check=False)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
 
 
 def test_the_counters_by_rule() -> None:
