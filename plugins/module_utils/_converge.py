@@ -38,6 +38,7 @@ from ansible_collections.k8router.edge.plugins.module_utils._haproxy import (
     RuntimeApi,
     Slot,
     cert_file_name,
+    generation,
     render,
 )
 from ansible_collections.k8router.edge.plugins.module_utils._layout import CERTS_DIR, HAPROXY_DEFAULTS
@@ -263,7 +264,10 @@ def _apply(plan: Plan, desired: Rendered, paths: HaproxyPaths, result: Result, r
             plan.reload = True
     if plan.reload:
         # The applied layout is saved only once haproxy reports the new generation: a reload that fails,
-        # or a run killed before it, leaves the old layout recorded and the next run reloads.
+        # or a run killed before it, leaves the old layout recorded and the next run reloads. A reload whose
+        # structure haproxy already runs (certificates only, a lost layout) is done when another worker answers.
+        api = RuntimeApi(paths.socket)
+        old = api.worker_pid() if api.running_generation() == generation(desired.structure) else None
         rc, out, err = runner(list(paths.reload_command))
         command = " ".join(paths.reload_command)
         if rc != 0:
@@ -271,7 +275,7 @@ def _apply(plan: Plan, desired: Rendered, paths: HaproxyPaths, result: Result, r
                 f"reload command {command} failed ({rc}): {(out + err).strip()}; the files are written, "
                 "the next run reloads again"
             )
-        if not RuntimeApi(paths.socket).wait_for_generation(desired.structure):
+        if not api.wait_for_generation(desired.structure) or (old is not None and not api.wait_for_new_worker(old)):
             raise RuntimeApiError(
                 f"haproxy was reloaded ({command}) but its worker on {paths.socket} does not run the new "
                 "configuration after 15 s; the next run reloads again"

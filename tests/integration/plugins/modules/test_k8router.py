@@ -253,7 +253,7 @@ def test_certificates_change_without_a_reload_and_lose_no_request(world: dict[st
         world["pki"].issue(wildcard, "wildcard-renewed", ["*.example.com"], days=40)
         renewed = converge(world["params"])
         assert subjects() == ("wildcard-renewed", "wildcard-renewed")
-        world["pki"].issue(shop, "shop-exact", ["shop.example.com"], days=25)
+        world["pki"].issue(shop, "shop-exact", ["shop.example.com"], days=45)  # the newest covering shop: chosen
         added = converge(world["params"])
         assert subjects() == ("shop-exact", "wildcard-renewed")
         shop.unlink()
