@@ -340,11 +340,7 @@ while not os.path.exists(stop_file):
     try:
         with socket.create_connection((vip, 443), timeout=5) as raw, ctx.wrap_socket(raw, server_hostname=host) as t:
             after = t.getpeercert()["notAfter"]
-            t.sendall(f"GET / HTTP/1.1
-Host: {host}
-Connection: close
-
-".encode())
+            t.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
             data = b""
             while chunk := t.recv(65536):
                 data += chunk
@@ -685,7 +681,7 @@ def measure_all(
     out["e_new_host"]["next_run_changed"] = after.summary["changed"]
 
     # (f) every certificate renewed under load -> runtime API, no reload
-    samples = [hosts.name(c.name, args.ingresses - 1) for c in clusters]
+    samples = [hosts.name(c.name, args.ingresses - 1) for c in clusters] + [hosts.name(clusters[0].name, 0)]
     out["f_renew_all"] = renew_all_under_load(work, h, params, ca, samples)
     out["f_renew_all"] |= record(out["f_renew_all"].pop("run"))
     f = out["f_renew_all"]
@@ -701,15 +697,14 @@ def renew_all_under_load(
     work: Path, h: Haproxy, params: dict[str, Any], ca: CertAuthority, samples: Sequence[str]
 ) -> dict[str, Any]:
     """Every certificate file rewritten with a renewed certificate (longer validity), then one k8router run,
-    while two clients open a TLS connection per request to ``samples`` (a host of each cluster's own zone and
-    a shared one). The new certificates are in place when the clients stop."""
+    while two clients open a TLS connection per request to ``samples`` (a host of each cluster's own and a
+    shared one). The new certificates are in place when the clients stop."""
     from tests.fixtures.haproxylab import VIP  # noqa: PLC0415
 
     ca_file = work / "bench-ca.pem"
     ca_file.write_bytes(ca.pem)
     stop = work / "stop-clients"
-    hosts = [*samples, samples[0].replace("app-", "shared-", 1)]
-    argv = ["ip", "netns", "exec", h.ns, sys.executable, "-c", TLS_CLIENT, VIP, str(ca_file), str(stop), *hosts]
+    argv = ["ip", "netns", "exec", h.ns, sys.executable, "-c", TLS_CLIENT, VIP, str(ca_file), str(stop), *samples]
     clients = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _n in range(2)]
     workers = h.worker_pids()
     try:
