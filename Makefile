@@ -50,7 +50,7 @@ host-packages:
 
 .PHONY: images
 images: host-packages
-	tools/image.sh router router-trixie worker client
+	tools/image.sh router router-trixie router-trixie-bare worker client
 
 .PHONY: k8s-bins
 k8s-bins:

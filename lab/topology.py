@@ -25,8 +25,8 @@ DOMAIN = "lab.test"
 CLIENT = "k8r-lab-client"
 CLIENT_IP = "10.213.9.5"
 ROUTERS = {"k8r-lab-router1": "10.213.9.11", "k8r-lab-router2": "10.213.9.12"}
-# One router set of both Debian releases: router1 on Debian 12 with its daemons in the image, router2 on a bare
-# Debian 13 where the router role installs them (tools/image.sh).
+# One router set of both Debian releases: router1 on Debian 12, router2 on Debian 13 (tools/image.sh; the lab is
+# sealed, so both images hold their daemons: molecule's Debian 13 router is the bare one the role installs on).
 ROUTER_IMAGES = {"k8r-lab-router1": "router", "k8r-lab-router2": "router-trixie"}
 CONVERGE_INTERVAL = 15
 HARDENED = ("beta",)  # clusters whose API servers refuse anonymous requests (haproxy checks with a client cert)

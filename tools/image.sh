@@ -5,11 +5,12 @@
 # warm machine reuses both and a fresh one rebuilds them. The newest build of each image is also
 # tagged `:current`, the tag molecule and the lab use.
 #
-# router, worker and client are Debian 12 (bookworm), with their daemons installed. router-trixie is a
-# bare Debian 13 (trixie): systemd, Python and the basics only, so the router role's own package
-# installation runs on it (apt inside the container, from the suite's own repository).
+# router, worker and client are Debian 12 (bookworm), with their daemons installed; router-trixie is the
+# router on Debian 13 (trixie), for the lab (sealed: nothing leaves its network, so no apt there).
+# router-trixie-bare is Debian 13 with systemd, Python and the basics only, for molecule: the router
+# role's own package installation runs on it (apt inside the container, from the suite's repository).
 #
-# Usage: tools/image.sh [router|router-trixie|worker|client ...]   (default: router)
+# Usage: tools/image.sh [router|router-trixie|router-trixie-bare|worker|client ...]   (default: router)
 #   prints one line per image: localhost/k8router-<name>:<hash>
 set -euo pipefail
 
@@ -21,16 +22,16 @@ base_pkgs="systemd,systemd-sysv,dbus,python3,python3-apt,iproute2,iputils-ping,p
 
 packages_for() {
   case "$1" in
-    router) echo "$base_pkgs,haproxy,keepalived,bird2,ipvsadm,nftables,psmisc,python3-venv" ;;
-    router-trixie | client) echo "$base_pkgs" ;;
+    router | router-trixie) echo "$base_pkgs,haproxy,keepalived,bird2,ipvsadm,nftables,psmisc,python3-venv" ;;
+    router-trixie-bare | client) echo "$base_pkgs" ;;
     worker) echo "$base_pkgs,bird,ipset,conntrack,iptables,nftables,psmisc" ;;
-    *) echo "unknown image '$1' (router, router-trixie, worker, client)" >&2; return 2 ;;
+    *) echo "unknown image '$1' (router, router-trixie, router-trixie-bare, worker, client)" >&2; return 2 ;;
   esac
 }
 
 suite_for() {
   case "$1" in
-    *-trixie) echo trixie ;;
+    *-trixie | *-trixie-bare) echo trixie ;;
     *) echo bookworm ;;
   esac
 }
