@@ -44,6 +44,24 @@ def vip_holder(vip: str) -> str | None:
     return None
 
 
+RELEASE_SCRIPT = (
+    ". /etc/os-release; v=$(haproxy -v | head -1 | cut -d' ' -f3); "
+    "k=$(keepalived --version 2>&1 | head -1 | cut -d' ' -f2); b=$(bird --version 2>&1 | cut -d' ' -f3); "
+    'echo "$PRETTY_NAME, haproxy $v, keepalived $k, BIRD $b"'
+)
+
+
+def router_release(router: str) -> str:
+    """``router``'s Debian release and daemon versions, as one line."""
+    return in_container(router, "bash", "-c", RELEASE_SCRIPT, check=False).strip() or "release not readable"
+
+
+def both_releases(releases: Mapping[str, str]) -> bool:
+    """Whether the router set runs Debian 12 and Debian 13 (the lab's mixed set)."""
+    found = " ".join(releases.values())
+    return "Debian GNU/Linux 12 " in found and "Debian GNU/Linux 13 " in found
+
+
 STAT_SCRIPT = (
     "import socket;s=socket.socket(socket.AF_UNIX);s.connect('/run/haproxy/admin.sock');s.sendall(b'show stat\\n')\n"
     "print(b''.join(iter(lambda: s.recv(65536), b'')).decode())"
@@ -227,6 +245,7 @@ def collect_summary() -> dict[str, Any]:
             "ok": res.get("status") == wanted_status,
         }
     routes = {name: bird_routes(name) for name in ROUTERS}
+    releases = {name: router_release(name) for name in ROUTERS}
     timers = {
         name: in_container(name, "systemctl", "is-active", "k8router-converge.timer", check=False).strip()
         for name in ROUTERS
@@ -246,6 +265,7 @@ def collect_summary() -> dict[str, Any]:
         "api": api,
         "api_masters": {s.name: vip_holder(s.api_vip) for s in CLUSTERS},
         "bgp_routes": routes,
+        "router_release": releases,
         "converge_timer": timers,
         "converge_last_result": last_runs,
         "lb_address": LB_ADDRESS,
@@ -256,6 +276,7 @@ def collect_summary() -> dict[str, Any]:
         "ecmp": ecmp,
         "seal": {"dropped": sealed, "ok": summary_seal_ok(sealed)},
         "ok": summary_seal_ok(sealed)
+        and both_releases(releases)
         and all(h["ok"] for h in hosts.values())
         and all(a["ok"] for a in api.values())
         and all(v["ok"] for v in l4.values())
@@ -287,6 +308,8 @@ def print_summary(summary: Mapping[str, Any]) -> int:
         print(f"  API of {name:<6} {a['url']}/readyz via {holder}: {result}")
     print()
     for name, routes in summary["bgp_routes"].items():
+        mixed = "" if both_releases(summary.get("router_release", {})) else " (FAIL: not one router of each release)"
+        print(f"  {name}: {summary.get('router_release', {}).get(name, '?')}{mixed}")
         print(f"  {name}: BGP routes {', '.join(routes) or 'none'}")
         print(
             f"  {name}: k8router-converge.timer {summary['converge_timer'][name]}, "
