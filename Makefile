@@ -31,7 +31,7 @@ help:
 
 $(VENV)/.stamp: requirements.txt
 	@test -n "$(PYTHON_BASE)" && $(PYTHON_BASE) -c '$(PYTHON_SUPPORTED)' || \
-	  { echo "need Python 3.12 or newer (none on PATH; '$(PYTHON_BASE)' is not one): apt install python3 on Debian 13, or set PYTHON_BASE=..."; exit 1; }
+	  { echo "need Python 3.12 or newer (none on PATH; '$(PYTHON_BASE)' is not one): apt install python3 python3-venv on Debian 13, or set PYTHON_BASE=..."; exit 1; }
 	test -d $(VENV) || $(PYTHON_BASE) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements.txt
