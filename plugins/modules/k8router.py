@@ -15,8 +15,8 @@ description:
     ingress-controller pods of all clusters offering it.
   - The candidate configuration is validated with C(haproxy -c) before it replaces the live files (atomic renames).
     A rejected candidate stays beside the live file with the suffix C(.rejected) and the task fails with haproxy's
-    message. Endpoint-only changes go through haproxy's runtime API without a reload; any other change reloads
-    haproxy seamlessly.
+    message. Endpoint changes and certificate changes (a renewed, new or removed certificate, new SNI names) go
+    through haproxy's runtime API without a reload; any other change reloads haproxy seamlessly.
   - A cluster that cannot be read keeps serving its last-known-good state until it is older than O(max_age).
   - Two runs at once (timer and CI) take turns on a lock in O(state_dir).
 extends_documentation_fragment:
