@@ -103,13 +103,21 @@ def k8router_figures(data: Mapping[str, Any]) -> list[Figure]:
                note=f"{d['runtime_commands']} runtime API commands"),
         Figure("k8router", "new Ingress -> applied", e["change_to_applied_s"], "s", target="host served after one run",
                met=bool(e["host_in_map"] and not e["next_run_changed"]), note=f"reloaded={e['reloaded']}"),
-        *([Figure("k8router", f"every certificate renewed ({f['certificates']}) under TLS load, run", f["wall_s"], "s",
-                  target="0 reloads", met=bool(not f["reloaded"] and f["worker_pids_unchanged"]
-                                                and f["renewed_served_at_end"]),
-                  note=f"{f['runtime_commands']} runtime API commands"),
-           Figure("k8router", "requests failed while every certificate is renewed", f["requests_failed"], "requests",
-                  f["requests_ok"] + f["requests_failed"], "requests sent", target="0", met=f["requests_failed"] == 0)]
-          if (f := data.get("f_renew_all")) else []),
+        *renewal_figures(data.get("f_renew_all")),
+    ]  # fmt: skip
+
+
+def renewal_figures(f: Mapping[str, Any] | None) -> list[Figure]:
+    """From ``bench_k8router.py`` step (f), when it ran: every certificate renewed under TLS load."""
+    if not f:
+        return []
+    met = bool(not f["reloaded"] and f["worker_pids_unchanged"] and f["renewed_served_at_end"])
+    sent = f["requests_ok"] + f["requests_failed"]
+    return [
+        Figure("k8router", f"every certificate renewed ({f['certificates']}) under TLS load, run", f["wall_s"], "s",
+               target="0 reloads", met=met, note=f"{f['runtime_commands']} runtime API commands"),
+        Figure("k8router", "requests failed while every certificate is renewed", f["requests_failed"], "requests",
+               sent, "requests sent", target="0", met=f["requests_failed"] == 0),
     ]  # fmt: skip
 
 

@@ -79,8 +79,8 @@ CASES: list[tuple[str, Rendered, dict[str, Any], dict[str, Any], list[str], str 
                                                   f"commit ssl cert {B}",
                                                   f"add ssl crt-list <<{B} {ALPN} api.example.org"]}),
     # the new line goes in before the old one goes: the host has a certificate all along
-    ("host moves to a new certificate, the old one is dropped", desired(certs={B: "b1"},
-                                                                       lines=[(B, f"{ALPN} shop.example.org")]),
+    ("host moves to a new certificate, the old one is dropped",
+     desired(certs={B: "b1"}, lines=[(B, f"{ALPN} shop.example.org")]),
      SAME_FILES, APPLIED, [A], RUNS_S1,
      {"changed": True, "reload": False, "remove": [A],
       "certs": [f"new ssl cert {B}", f"set ssl cert {B} <<(certificate and key)", f"commit ssl cert {B}",
