@@ -448,10 +448,14 @@ class RuntimeApi:
         """One line (commands may be joined by ``;``) and the whole answer."""
         if "\n" in command:
             raise RuntimeApiError(f"refusing a runtime command with a newline: {command!r}")
+        return self._exchange(command.encode() + b"\n")
+
+    def _exchange(self, request: bytes) -> str:
+        """``request`` on a connection of its own, and everything haproxy answers before it closes."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(self.timeout)
             sock.connect(self.path)
-            sock.sendall(command.encode() + b"\n")
+            sock.sendall(request)
             chunks = []
             while True:
                 chunk = sock.recv(65536)
@@ -464,17 +468,7 @@ class RuntimeApi:
         """``command <<`` with ``payload`` (no empty line in it: that ends a payload), and the whole answer."""
         if "\n" in command or b"\n\n" in payload.replace(b"\r", b"") or not payload.strip():
             raise RuntimeApiError(f"refusing a runtime payload with an empty line, or an empty one, for {command!r}")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(self.timeout)
-            sock.connect(self.path)
-            sock.sendall(command.encode() + b" <<\n" + payload.rstrip(b"\r\n") + b"\n\n")
-            chunks = []
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        return b"".join(chunks).decode(errors="replace").strip()
+        return self._exchange(command.encode() + b" <<\n" + payload.rstrip(b"\r\n") + b"\n\n")
 
     def crt_list_lines(self, crt_list: str) -> dict[tuple[str, frozenset[str]], list[int]]:
         """The crt-list's entries as haproxy holds them: (file, SNI filters) -> line numbers."""
