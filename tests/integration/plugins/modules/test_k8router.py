@@ -153,29 +153,37 @@ def test_second_run_changes_nothing(world: dict[str, Any], haproxy: Haproxy) -> 
     assert haproxy.worker_pids() == workers
 
 
-def test_pod_leaving_is_a_runtime_change_without_failed_requests(world: dict[str, Any], haproxy: Haproxy) -> None:
-    converge(world["params"])
-    workers = haproxy.worker_pids()
+@contextmanager
+def requests_under_load(haproxy: Haproxy, ca: Path, hosts: Sequence[str]) -> Iterator[list[str]]:
+    """HTTPS requests to ``hosts`` in turn, one after the other, until the block ends; yields the failures."""
     failures: list[str] = []
     stop = threading.Event()
 
     def load() -> None:
         while not stop.is_set():
-            status, body, _subject = haproxy.get("shop.example.com", world["pki"].ca_file)
-            if status != 200:
-                failures.append(body)
+            for host in hosts:
+                status, body, _subject = haproxy.get(host, ca)
+                if status != 200:
+                    failures.append(f"{host}: {body}")
 
     thread = threading.Thread(target=load)
     thread.start()
     try:
+        yield failures
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_pod_leaving_is_a_runtime_change_without_failed_requests(world: dict[str, Any], haproxy: Haproxy) -> None:
+    converge(world["params"])
+    workers = haproxy.worker_pids()
+    with requests_under_load(haproxy, world["pki"].ca_file, ["shop.example.com"]) as failures:
         with world["clusters"]["alpha"].api_client() as api:
             remaining = [PODS["alpha"][0], BackendPod("ctl-a2", "10.250.1.12", "edge-n1", ready=False)]
             k8s.DiscoveryV1Api(api).delete_namespaced_endpoint_slice(_slice_name(api), NS)
             kubeobjects.create_endpoint_slice(api, NS, "ingress-nginx-controller", remaining, PORTS)
         result = converge(world["params"])
-    finally:
-        stop.set()
-        thread.join()
     assert result.changed and not result.reloaded
     assert any(c.endswith("state maint") for c in result.commands), result.commands
     assert haproxy.worker_pids() == workers
@@ -233,35 +241,23 @@ def test_certificates_change_without_a_reload_and_lose_no_request(world: dict[st
     ca, wildcard = world["pki"].ca_file, world["certs"] / "wildcard.pem"
     converge(world["params"])
     workers = haproxy.worker_pids()
-    failures: list[str] = []
-    stop = threading.Event()
-
-    def load() -> None:
-        while not stop.is_set():
-            for host in ("shop.example.com", "api.example.com"):
-                status, body, _subject = haproxy.get(host, ca)
-                if status != 200:
-                    failures.append(f"{host}: {body}")
 
     def subjects() -> tuple[str, str]:
         return haproxy.get("shop.example.com", ca)[2], haproxy.get("api.example.com", ca)[2]
 
-    thread = threading.Thread(target=load)
-    thread.start()
     shop = world["certs"] / "shop.pem"
     try:
-        world["pki"].issue(wildcard, "wildcard-renewed", ["*.example.com"], days=40)
-        renewed = converge(world["params"])
-        assert subjects() == ("wildcard-renewed", "wildcard-renewed")
-        world["pki"].issue(shop, "shop-exact", ["shop.example.com"], days=45)  # the newest covering shop: chosen
-        added = converge(world["params"])
-        assert subjects() == ("shop-exact", "wildcard-renewed")
-        shop.unlink()
-        removed = converge(world["params"])
-        assert subjects() == ("wildcard-renewed", "wildcard-renewed")
+        with requests_under_load(haproxy, ca, ["shop.example.com", "api.example.com"]) as failures:
+            world["pki"].issue(wildcard, "wildcard-renewed", ["*.example.com"], days=40)
+            renewed = converge(world["params"])
+            assert subjects() == ("wildcard-renewed", "wildcard-renewed")
+            world["pki"].issue(shop, "shop-exact", ["shop.example.com"], days=45)  # the newest covering shop: chosen
+            added = converge(world["params"])
+            assert subjects() == ("shop-exact", "wildcard-renewed")
+            shop.unlink()
+            removed = converge(world["params"])
+            assert subjects() == ("wildcard-renewed", "wildcard-renewed")
     finally:
-        stop.set()
-        thread.join()
         shop.unlink(missing_ok=True)
     for result in (renewed, added, removed):
         assert result.changed and not result.reloaded, result
