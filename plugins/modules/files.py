@@ -65,6 +65,11 @@ options:
       group:
         description: Its group.
         type: str
+      trim:
+        description: Strip white space from both ends of C(content) and end it with one newline (PEM text from
+          variables, whose trailing newlines vary).
+        type: bool
+        default: false
       force:
         description: Replace a file that exists with other content; false writes it only when it is missing.
         type: bool
@@ -122,6 +127,7 @@ ARGS: dict[str, Any] = {
         "options": {
             "path": {"type": "path", "required": True},
             "content": {"type": "str", "required": True},
+            "trim": {"type": "bool", "default": False},
             "force": {"type": "bool", "default": True},
             "diff": {"type": "bool", "default": True},
             **ATTRS,
@@ -149,7 +155,8 @@ def _directory(module: AnsibleModule, item: dict[str, Any]) -> tuple[bool, dict[
 
 
 def _file(module: AnsibleModule, item: dict[str, Any]) -> tuple[bool, dict[str, str] | None]:
-    path, data = item["path"], item["content"].encode()
+    content = item["content"].strip() + "\n" if item["trim"] else item["content"]
+    path, data = item["path"], content.encode()
     exists = os.path.lexists(path)
     if exists and not item["force"]:
         return False, None

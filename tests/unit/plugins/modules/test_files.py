@@ -75,3 +75,11 @@ def test_force_false_keeps_what_exists_and_modes_are_put_back(tmp_path: Path) ->
     assert result["changed_paths"] == [str(tmp_path / "d" / "sub" / "plain.conf")], result
     assert (tmp_path / "d" / "seed.map").read_text() == "owned by k8router now\n"
     assert (tmp_path / "d" / "sub" / "plain.conf").stat().st_mode & 0o777 == 0o644
+
+
+def test_trim_ends_text_with_one_newline(tmp_path: Path) -> None:
+    pem = tmp_path / "ca.pem"
+    args = {"files": [{"path": str(pem), "content": "\n-----BEGIN-----\nabc\n-----END-----\n\n\n", "trim": True}]}
+    assert _run(tmp_path, args)["changed"]
+    assert pem.read_text() == "-----BEGIN-----\nabc\n-----END-----\n"
+    assert not _run(tmp_path, args)["changed"]
