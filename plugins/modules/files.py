@@ -13,8 +13,10 @@ description:
   - Makes sure each directory exists and each file holds exactly the given content, with the given mode, owner and
     group, in one module call. The roles use it where a loop of M(ansible.builtin.file) or M(ansible.builtin.copy)
     would cost one connection round trip an item.
-  - Files are replaced atomically (a temporary file in the same directory, created readable by root only, then
-    renamed); directories first, then files, in the order given.
+  - Files are replaced atomically (a temporary file in the same directory, created readable by root only, checked
+    by C(validate) where given, then renamed); directories first, then files in the order given, then removals.
+  - A file whose check fails is not written and fails the task, naming the file and the checker's output; files
+    written before it in the same call stay written.
 attributes:
   check_mode:
     support: full
@@ -78,11 +80,31 @@ options:
         description: Show the contents in diffs; false shows only that the file changed (for keys and tokens).
         type: bool
         default: true
+      validate:
+        description:
+          - A command that checks the new content before it replaces the file; C(%s) is the path of the new
+            content, a file with the same name as the target in a temporary directory beside it (checkers such as
+            C(systemd-analyze verify) look at the name). Run without a shell, split as a shell would.
+        type: str
   absent:
     description: Files (not directories) that must not exist; removed after the directories and files are written.
     type: list
     elements: path
     default: []
+  prune:
+    description: Directories whose files matching C(pattern) are removed unless they are among O(files).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: The directory (a missing one has nothing to remove).
+        type: path
+        required: true
+      pattern:
+        description: A shell glob of file names in it, for example C(*-check.pem).
+        type: str
+        required: true
 author:
   - k8router.edge maintainers (@k8router)
 """
@@ -105,7 +127,10 @@ changed_paths:
   elements: str
 """
 
+import fnmatch
 import os
+import shlex
+import shutil
 import tempfile
 from typing import Any
 
@@ -120,6 +145,12 @@ ARGS: dict[str, Any] = {
         "options": {"path": {"type": "path", "required": True}, **ATTRS},
     },
     "absent": {"type": "list", "elements": "path", "default": []},
+    "prune": {
+        "type": "list",
+        "elements": "dict",
+        "default": [],
+        "options": {"path": {"type": "path", "required": True}, "pattern": {"type": "str", "required": True}},
+    },
     "files": {
         "type": "list",
         "elements": "dict",
@@ -130,6 +161,7 @@ ARGS: dict[str, Any] = {
             "trim": {"type": "bool", "default": False},
             "force": {"type": "bool", "default": True},
             "diff": {"type": "bool", "default": True},
+            "validate": {"type": "str"},
             **ATTRS,
         },
     },
@@ -176,13 +208,43 @@ def _file(module: AnsibleModule, item: dict[str, Any]) -> tuple[bool, dict[str, 
             "after": data.decode(errors="replace") if shown else "(content not shown)\n",
         }
         if not module.check_mode:
-            directory = os.path.dirname(path) or "."
-            fd, tmp = tempfile.mkstemp(prefix=".k8router-", dir=directory)  # mode 0600 until renamed
-            with open(fd, "wb") as out:
-                out.write(data)
-            module.atomic_move(tmp, path, unsafe_writes=False)
+            _write(module, path, data, item["validate"])
     attrs_changed = _attributes(module, item, path) if exists or not module.check_mode else False
     return diff is not None or attrs_changed, diff
+
+
+def _write(module: AnsibleModule, path: str, data: bytes, validate: str | None) -> None:
+    """``data`` into ``path`` by a rename, after ``validate`` passed on it under the same file name."""
+    stage = tempfile.mkdtemp(prefix=".k8router-", dir=os.path.dirname(path) or ".")  # mode 0700
+    try:
+        new = os.path.join(stage, os.path.basename(path))
+        with open(os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            out.write(data)
+        if validate:
+            if "%s" not in validate:
+                module.fail_json(msg=f"{path}: validate must name the new content as %s: {validate!r}")
+            argv = [word.replace("%s", new) for word in shlex.split(validate)]
+            rc, out_text, err_text = module.run_command(argv)
+            if rc != 0:
+                shown = (err_text.strip() or out_text.strip()).replace(new, path)
+                module.fail_json(msg=f"{path}: the new content failed {argv[0]} (rc {rc}), the file is unchanged: {shown}")
+        module.atomic_move(new, path, unsafe_writes=False)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _pruned(params: dict[str, Any]) -> list[str]:
+    """The files of the prune directories that match their pattern and are not among the call's files."""
+    kept = {os.path.normpath(f["path"]) for f in params["files"]}
+    found: list[str] = []
+    for rule in params["prune"]:
+        if not os.path.isdir(rule["path"]):
+            continue
+        for name in sorted(os.listdir(rule["path"])):
+            candidate = os.path.normpath(os.path.join(rule["path"], name))
+            if fnmatch.fnmatchcase(name, rule["pattern"]) and candidate not in kept and not os.path.isdir(candidate):
+                found.append(candidate)
+    return found
 
 
 def _absent(module: AnsibleModule, path: str) -> tuple[bool, dict[str, str] | None]:
@@ -206,7 +268,7 @@ def main() -> None:
                 changed_paths.append(item["path"])
             if diff is not None:
                 diffs.append(diff)
-    for path in module.params["absent"]:
+    for path in module.params["absent"] + _pruned(module.params):
         changed, diff = _absent(module, path)
         if changed:
             changed_paths.append(path)

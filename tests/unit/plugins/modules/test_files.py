@@ -83,3 +83,28 @@ def test_trim_ends_text_with_one_newline(tmp_path: Path) -> None:
     assert _run(tmp_path, args)["changed"]
     assert pem.read_text() == "-----BEGIN-----\nabc\n-----END-----\n"
     assert not _run(tmp_path, args)["changed"]
+
+
+def test_validate_sees_the_new_content_under_the_same_name_and_a_failure_keeps_the_file(tmp_path: Path) -> None:
+    unit = tmp_path / "k8router-test.service"
+    unit.write_text("old\n")
+    checker = "sh -c 'case $1 in */k8router-test.service) grep -q good $1;; *) exit 3;; esac' check %s"
+    bad = _run(tmp_path, {"files": [{"path": str(unit), "content": "bad\n", "validate": checker}]})
+    assert bad.get("failed") and str(unit) in bad["msg"] and "file is unchanged" in bad["msg"], bad
+    assert unit.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".k8router-")] == []
+    good = _run(tmp_path, {"files": [{"path": str(unit), "content": "good\n", "validate": checker}]})
+    assert good["changed"] and not good.get("failed"), good
+    assert unit.read_text() == "good\n"
+
+
+def test_prune_removes_matching_files_not_listed(tmp_path: Path) -> None:
+    for name in ("a-check.pem", "b-check.pem", "c-ca.pem"):
+        (tmp_path / name).write_text(name)
+    args = {"files": [{"path": str(tmp_path / "a-check.pem"), "content": "a"}],
+            "prune": [{"path": str(tmp_path), "pattern": "*-check.pem"}, {"path": str(tmp_path / "none"), "pattern": "*"}]}  # fmt: skip
+    checked = _run(tmp_path, args, check=True)
+    assert str(tmp_path / "b-check.pem") in checked["changed_paths"] and (tmp_path / "b-check.pem").exists(), checked
+    result = _run(tmp_path, args)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".pem") == ["a-check.pem", "c-ca.pem"], result
+    assert not _run(tmp_path, args)["changed"]
