@@ -55,6 +55,13 @@ def _environment_file(env: Mapping[str, Any]) -> str:
         raise AnsibleFilterError(str(exc)) from exc
 
 
+def systemd_show(text: str) -> list[dict[str, str]]:
+    """The blocks of ``systemctl show --property=...`` for several units, in the order the units were named: one
+    mapping of property to value a unit (a unit systemd does not know has empty values)."""
+    blocks = text.strip("\n").split("\n\n") if text.strip() else []
+    return [dict(line.partition("=")[::2] for line in block.splitlines() if "=" in line) for block in blocks]
+
+
 def _units(units: Sequence[Mapping[str, Any]], disabled: Iterable[str] = ()) -> list[dict[str, Any]]:
     try:
         return calico_units(units, disabled)
@@ -76,6 +83,7 @@ class FilterModule:
         return {
             "calico_environment": _environment,
             "systemd_environment_file": _environment_file,
+            "systemd_show": systemd_show,
             "calico_units": _units,
             "calico_unit_binaries": unit_binaries,
             "calico_resources": _resources,

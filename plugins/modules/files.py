@@ -105,6 +105,11 @@ options:
         description: A shell glob of file names in it, for example C(*-check.pem).
         type: str
         required: true
+      keep:
+        description: File names in it to keep as well (files another call writes).
+        type: list
+        elements: str
+        default: []
 author:
   - k8router.edge maintainers (@k8router)
 """
@@ -149,7 +154,11 @@ ARGS: dict[str, Any] = {
         "type": "list",
         "elements": "dict",
         "default": [],
-        "options": {"path": {"type": "path", "required": True}, "pattern": {"type": "str", "required": True}},
+        "options": {
+            "path": {"type": "path", "required": True},
+            "pattern": {"type": "str", "required": True},
+            "keep": {"type": "list", "elements": "str", "default": []},
+        },
     },
     "files": {
         "type": "list",
@@ -227,7 +236,8 @@ def _write(module: AnsibleModule, path: str, data: bytes, validate: str | None) 
             rc, out_text, err_text = module.run_command(argv)
             if rc != 0:
                 shown = (err_text.strip() or out_text.strip()).replace(new, path)
-                module.fail_json(msg=f"{path}: the new content failed {argv[0]} (rc {rc}), the file is unchanged: {shown}")
+                failed = f"{path}: the new content failed {argv[0]} (rc {rc}), the file is unchanged"
+                module.fail_json(msg=f"{failed}: {shown}")
         module.atomic_move(new, path, unsafe_writes=False)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -242,7 +252,8 @@ def _pruned(params: dict[str, Any]) -> list[str]:
             continue
         for name in sorted(os.listdir(rule["path"])):
             candidate = os.path.normpath(os.path.join(rule["path"], name))
-            if fnmatch.fnmatchcase(name, rule["pattern"]) and candidate not in kept and not os.path.isdir(candidate):
+            listed = candidate in kept or name in rule["keep"]
+            if fnmatch.fnmatchcase(name, rule["pattern"]) and not listed and not os.path.isdir(candidate):
                 found.append(candidate)
     return found
 

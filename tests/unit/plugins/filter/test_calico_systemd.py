@@ -35,3 +35,14 @@ def test_environment_file_through_the_filters() -> None:
     assert FILTERS["systemd_environment_file"](env) == (
         'DATASTORE_TYPE="kubernetes"\nFELIX_DATASTORETYPE="kubernetes"\nFELIX_FELIXHOSTNAME="w1"\nNODENAME="w1"\n'
     )
+
+
+def test_systemd_show_one_mapping_a_unit_in_order() -> None:
+    # As systemctl 252 prints `show --property=UnitFileState,ActiveState bird.service nope.service calico-bird.service`.
+    text = "ActiveState=inactive\nUnitFileState=masked\n\nActiveState=inactive\nUnitFileState=\n\nActiveState=active\nUnitFileState=enabled\n"
+    assert FILTERS["systemd_show"](text) == [
+        {"ActiveState": "inactive", "UnitFileState": "masked"},
+        {"ActiveState": "inactive", "UnitFileState": ""},
+        {"ActiveState": "active", "UnitFileState": "enabled"},
+    ]
+    assert FILTERS["systemd_show"]("") == []

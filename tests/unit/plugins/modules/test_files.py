@@ -99,12 +99,19 @@ def test_validate_sees_the_new_content_under_the_same_name_and_a_failure_keeps_t
 
 
 def test_prune_removes_matching_files_not_listed(tmp_path: Path) -> None:
-    for name in ("a-check.pem", "b-check.pem", "c-ca.pem"):
+    for name in ("a-check.pem", "b-check.pem", "c-ca.pem", "d-check.pem"):
         (tmp_path / name).write_text(name)
-    args = {"files": [{"path": str(tmp_path / "a-check.pem"), "content": "a"}],
-            "prune": [{"path": str(tmp_path), "pattern": "*-check.pem"}, {"path": str(tmp_path / "none"), "pattern": "*"}]}  # fmt: skip
+    prune = [
+        {"path": str(tmp_path), "pattern": "*-check.pem", "keep": ["d-check.pem"]},
+        {"path": str(tmp_path / "none"), "pattern": "*"},
+    ]
+    args = {"files": [{"path": str(tmp_path / "a-check.pem"), "content": "a"}], "prune": prune}
     checked = _run(tmp_path, args, check=True)
     assert str(tmp_path / "b-check.pem") in checked["changed_paths"] and (tmp_path / "b-check.pem").exists(), checked
     result = _run(tmp_path, args)
-    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".pem") == ["a-check.pem", "c-ca.pem"], result
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".pem") == [
+        "a-check.pem",
+        "c-ca.pem",
+        "d-check.pem",
+    ], result
     assert not _run(tmp_path, args)["changed"]

@@ -2,7 +2,8 @@
 ``api_check_certificate`` and removed once a cluster no longer does, nothing else in the directory touched.
 
 The role's own tasks, taken from the file by name, run with ansible-playbook on this host in a directory of the
-test's; check mode reports the removal and changes nothing."""
+test's (the second with its other files given as extra variables: one small main file); check mode reports the
+removal and changes nothing."""
 
 from __future__ import annotations
 
@@ -18,8 +19,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[4]
 TASKS = (
     "Install the client certificates of the API health checks (clusters with anonymous access off)",
-    "Find the client certificates of the API health checks on the router",
-    "Remove the client certificates of clusters that no longer set api_check_certificate",
+    "Write haproxy's files (seeded maps, the API health checks' CAs, the main file)",
 )
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----"
 
@@ -36,7 +36,15 @@ def _play(data_dir: Path, certificates: dict[str, str], *, check: bool = False) 
     path = data_dir / "play.yml"
     path.write_text(yaml.safe_dump(play))
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"}
-    argv = [str(Path(sys.executable).parent / "ansible-playbook"), str(path), *(["--check"] if check else [])]
+    others = {"router__haproxy_seeds": [], "router__ca_files": "[]",
+              "router__haproxy_main": {"path": str(data_dir / "haproxy.cfg"), "content": "global\n"}}  # fmt: skip
+    argv = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        str(path),
+        "-e",
+        json.dumps(others),
+        *(["--check"] if check else []),
+    ]
     out = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, env=env, check=False)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr
     report = json.loads(out.stdout)
@@ -58,10 +66,10 @@ def test_a_dropped_check_certificate_is_removed_and_nothing_else(tmp_path: Path)
     assert (clusters / "beta-check.pem").stat().st_mode & 0o777 == 0o600
     dropped = {"alpha": PEM, "beta": "", "gamma": ""}
     checked = _play(tmp_path, dropped, check=True)
-    assert checked[TASKS[2]]["changed"] is True
+    assert checked[TASKS[1]]["changed_paths"] == [str(clusters / "beta-check.pem")]
     assert (clusters / "beta-check.pem").exists()  # check mode: reported, not removed
     removed = _play(tmp_path, dropped)
-    assert [r["item"] for r in removed[TASKS[2]]["results"] if r["changed"]] == ["beta-check.pem"]
+    assert removed[TASKS[1]]["changed_paths"] == [str(clusters / "beta-check.pem")]
     assert sorted(p.name for p in clusters.iterdir()) == ["alpha-check.pem", "beta-ca.pem", "notes.txt"]
     again = _play(tmp_path, dropped)
-    assert again[TASKS[2]].get("changed") is False and not again[TASKS[2]].get("results")
+    assert again[TASKS[1]].get("changed") is False and again[TASKS[1]]["changed_paths"] == []
