@@ -256,12 +256,24 @@ def read_cluster(source: ClusterSource) -> ClusterSnapshot:
         raise ClusterReadError(f"cluster {source.name}: {api_error(exc)}") from exc
     finally:
         api.close()
+    return snapshot_of(source, ingresses, classes, slices, services, time.time())
+
+
+def snapshot_of(  # noqa: PLR0917 (the four lists of a cluster, and when they were read)
+    source: ClusterSource,
+    ingresses: Sequence[Any],
+    classes: Sequence[Any],
+    slices: Sequence[Any],
+    services: Sequence[Any],
+    read_at: float,
+) -> ClusterSnapshot:
+    """The snapshot of a cluster from its objects as listed (a run) or as watched (the agent)."""
     hosts, warnings = offered_hosts(ingresses, classes, source.ingress_classes)
     lb_services, lb_warnings = load_balancer_services(source.name, services)
     backends, draining = endpoint_backends(slices, source.controller_port)
     return ClusterSnapshot(
         name=source.name,
-        read_at=time.time(),
+        read_at=read_at,
         hosts=hosts,
         backends=backends,
         draining=draining,

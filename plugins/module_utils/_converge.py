@@ -97,6 +97,14 @@ class Result:
     services: list[dict[str, Any]] = field(default_factory=list)
     ipvs: list[str] = field(default_factory=list)
     credentials: list[dict[str, Any]] = field(default_factory=list)
+    # the agent's: a structural change it asked to hold back (defer_reload) was not applied; nothing was written
+    deferred: bool = False
+    duration: float = 0.0  # seconds the run took, lock wait included
+    certificates: list[dict[str, Any]] = field(default_factory=list)  # every certificate loaded: source, expires
+
+
+# Reads the clusters of a run: (snapshots of those read, errors of the others), as _cluster.read_clusters does.
+Reader = Callable[[Sequence[ClusterSource]], "tuple[dict[str, ClusterSnapshot], dict[str, str]]"]
 
 
 def _read_file(path: str) -> bytes | None:
@@ -155,10 +163,12 @@ def _credentials(opts: Options, result: Result, check_mode: bool) -> None:
         result.warnings.extend(warnings)
 
 
-def _snapshots(opts: Options, store: StateStore, result: Result, persist: bool) -> dict[str, ClusterSnapshot]:
+def _snapshots(
+    opts: Options, store: StateStore, result: Result, persist: bool, reader: Reader
+) -> dict[str, ClusterSnapshot]:
     """Fresh snapshots where a cluster answered; last-known-good ones (younger than max_age) where not."""
     active = [(src, cfg) for src, cfg in opts.clusters if cfg.state != "offline"]
-    fresh, errors = read_clusters([pair[0] for pair in active])
+    fresh, errors = reader([pair[0] for pair in active])
     snapshots: dict[str, ClusterSnapshot] = {}
     now = time.time()
     for src, cfg in active:
@@ -291,16 +301,33 @@ def run(
     check_mode: bool = False,
     diff: bool = False,
     rendered_only: bool = False,
+    reader: Reader = read_clusters,
+    credentials: bool = True,
+    defer_reload: bool = False,
 ) -> Result:
-    """One run. ``rendered_only`` (state: rendered) and ``check_mode`` change nothing on the host."""
+    """One run. ``rendered_only`` (state: rendered) and ``check_mode`` change nothing on the host.
+
+    The agent passes its own ``reader`` (the clusters as its watches hold them), renews ``credentials`` only in
+    its full resyncs, and asks to ``defer_reload`` while its last reload is too recent: a plan that needs a reload
+    then writes nothing and the result says ``deferred`` (the runtime-API changes of such a plan wait with it).
+    """
+    started = time.monotonic()
     result = Result()
     store = StateStore(opts.state_dir)
-    persist = not (check_mode or rendered_only)
-    modes = {"check_mode": check_mode, "diff": diff, "rendered_only": rendered_only}
-    if persist:
-        with store.lock(opts.lock_timeout):
-            return _run_locked(opts, store, result, runner, stdin_runner=stdin_runner, **modes)
-    return _run_locked(opts, store, result, runner, stdin_runner=stdin_runner, **modes)
+
+    def locked() -> Result:
+        return _run_locked(
+            opts, store, result, runner, check_mode=check_mode, diff=diff, rendered_only=rendered_only,
+            stdin_runner=stdin_runner, reader=reader, credentials=credentials, defer_reload=defer_reload,
+        )  # fmt: skip
+
+    try:
+        if not (check_mode or rendered_only):
+            with store.lock(opts.lock_timeout):
+                return locked()
+        return locked()
+    finally:
+        result.duration = time.monotonic() - started
 
 
 def _run_locked(
@@ -313,13 +340,18 @@ def _run_locked(
     diff: bool,
     rendered_only: bool,
     stdin_runner: StdinRunner | None,
+    reader: Reader,
+    credentials: bool,
+    defer_reload: bool,
 ) -> Result:
-    _credentials(opts, result, check_mode or rendered_only)
-    snapshots = _snapshots(opts, store, result, persist=not (check_mode or rendered_only))
+    if credentials:
+        _credentials(opts, result, check_mode or rendered_only)
+    snapshots = _snapshots(opts, store, result, not (check_mode or rendered_only), reader)
     model = build_model([pair[1] for pair in opts.clusters], snapshots)
     result.warnings.extend(model.warnings)
     certs, cert_warnings = load_certificates(opts.certificate_files)
     result.warnings.extend(cert_warnings)
+    result.certificates = [{"certificate": c.source, "expires": c.not_after.isoformat()} for c in certs]
     entries = _cert_entries(model, certs, result, opts.expiry_days)
     default = _default_certificate(opts, result)
     settings = RenderSettings(
@@ -332,7 +364,10 @@ def _run_locked(
             p: ("(certificate and key)" if p.endswith(".pem") else d.decode()) for p, d in desired.files.items()
         }
         return result
-    _converge_http(opts, store, result, runner, desired=desired, applied=applied, check_mode=check_mode, diff=diff)
+    _converge_http(
+        opts, store, result, runner, desired=desired, applied=applied, check_mode=check_mode, diff=diff,
+        defer_reload=defer_reload,
+    )  # fmt: skip
     if opts.load_balancer is not None:
         # After the HTTP half: nothing in L4 (a hostile Service, a failing ipvsadm) keeps haproxy from converging.
         _converge_l4(opts, result, runner, snapshots, stdin_runner=stdin_runner, check_mode=check_mode, diff=diff)
@@ -385,6 +420,7 @@ def _converge_http(
     applied: Mapping[str, Any],
     check_mode: bool,
     diff: bool,
+    defer_reload: bool = False,
 ) -> None:
     certs_dir = os.path.join(opts.haproxy.data_dir, CERTS_DIR)
     existing = sorted(os.listdir(certs_dir)) if os.path.isdir(certs_dir) else []
@@ -395,6 +431,9 @@ def _converge_http(
     ]
     current = {path: _read_file(path) for path in desired.files}
     plan = make_plan(desired, current, applied, stale, RuntimeApi(opts.haproxy.socket).running_generation())
+    if plan.reload and defer_reload and not check_mode:
+        result.deferred = True
+        return
     result.changed = result.changed or plan.changed
     result.commands = plan.shown_commands
     if diff:
