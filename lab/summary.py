@@ -254,6 +254,7 @@ def collect_summary() -> dict[str, Any]:
         name: in_container(name, "systemctl", "show", "-P", "Result", "k8router-converge.service", check=False).strip()
         for name in ROUTERS
     }
+    agents = {name: agent_state(name) for name in ROUTERS}
     l4 = {f"{proto}/{port}": l4_probe(proto, port) for proto, port in (("tcp", HTTP_PORT), ("udp", UDP_ECHO_PORT))}
     status = l4_status(clusters)
     ecmp = ecmp_routes()
@@ -268,6 +269,7 @@ def collect_summary() -> dict[str, Any]:
         "router_release": releases,
         "converge_timer": timers,
         "converge_last_result": last_runs,
+        "agent": agents,
         "lb_address": LB_ADDRESS,
         "lb_master": vip_holder(LB_ADDRESS),
         "l4_service": f"{L4_NAMESPACE}/{L4_SERVICE}",
@@ -278,12 +280,32 @@ def collect_summary() -> dict[str, Any]:
         "ok": summary_seal_ok(sealed)
         and both_releases(releases)
         and all(h["ok"] for h in hosts.values())
+        and all(a["ok"] for a in agents.values())
         and all(a["ok"] for a in api.values())
         and all(v["ok"] for v in l4.values())
         and all(v["ok"] for v in status.values())
         and bool(ecmp)
         and all(v["ok"] for v in ecmp.values()),
     }
+
+
+AGENT_HEALTHZ = "http://127.0.0.1:9639/healthz"
+_HEALTHZ = (
+    "import sys, urllib.error, urllib.request\n"
+    "try:\n"
+    "    print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())\n"
+    "except urllib.error.HTTPError as exc:\n"
+    "    print(exc.read().decode().strip())\n"
+    "except OSError as exc:\n"
+    "    print(f'no answer: {exc}')\n"
+)
+
+
+def agent_state(name: str) -> dict[str, Any]:
+    """The agent's unit state and what its /healthz says (``following``: every cluster watched, one run done)."""
+    active = in_container(name, "systemctl", "is-active", "k8router-agent.service", check=False).strip()
+    healthz = in_container(name, "python3", "-c", _HEALTHZ, AGENT_HEALTHZ, check=False).strip()
+    return {"active": active, "healthz": healthz, "ok": active == "active" and healthz == "following"}
 
 
 def print_summary(summary: Mapping[str, Any]) -> int:
@@ -315,6 +337,10 @@ def print_summary(summary: Mapping[str, Any]) -> int:
             f"  {name}: k8router-converge.timer {summary['converge_timer'][name]}, "
             f"last run {summary['converge_last_result'][name] or '-'} (every {CONVERGE_INTERVAL}s)"
         )
+        agent = summary["agent"][name]
+        result = "ok" if agent["ok"] else "FAIL"
+        said = agent["healthz"] or f"no answer on {AGENT_HEALTHZ}"
+        print(f"  {name}: k8router-agent {agent['active']}, {said}: {result}")
     print()
     print(
         f"  L4: LoadBalancer Service {summary['l4_service']} of both clusters on {summary['lb_address']} "

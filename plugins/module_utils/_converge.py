@@ -301,13 +301,13 @@ def run(
     check_mode: bool = False,
     diff: bool = False,
     rendered_only: bool = False,
-    reader: Reader = read_clusters,
+    reader: Reader | None = None,
     credentials: bool = True,
     defer_reload: bool = False,
 ) -> Result:
     """One run. ``rendered_only`` (state: rendered) and ``check_mode`` change nothing on the host.
 
-    The agent passes its own ``reader`` (the clusters as its watches hold them), renews ``credentials`` only in
+    The agent passes its own ``reader`` (default _cluster.read_clusters; the clusters as its watches hold them), renews ``credentials`` only in
     its full resyncs, and asks to ``defer_reload`` while its last reload is too recent: a plan that needs a reload
     then writes nothing and the result says ``deferred`` (the runtime-API changes of such a plan wait with it).
     """
@@ -318,7 +318,7 @@ def run(
     def locked() -> Result:
         return _run_locked(
             opts, store, result, runner, check_mode=check_mode, diff=diff, rendered_only=rendered_only,
-            stdin_runner=stdin_runner, reader=reader, credentials=credentials, defer_reload=defer_reload,
+            stdin_runner=stdin_runner, reader=reader or read_clusters, credentials=credentials, defer_reload=defer_reload,
         )  # fmt: skip
 
     try:
