@@ -105,7 +105,7 @@ molecule: venv images k8s-bins
 
 # Up from scratch, one request through each path, the day-2 scenarios that need the lab, down. A lab that was
 # already up (make lab) is converged and checked the same way, and left up.
-LAB_SMOKE_SCENARIOS := stop-api
+LAB_SMOKE_SCENARIOS := stop-api rollout ingress-change
 .PHONY: lab-smoke
 lab-smoke: venv images k8s-bins
 	if python lab/lab.py status >/dev/null; then python lab/lab.py up && $(MAKE) -s lab-scenarios; else \

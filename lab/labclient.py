@@ -146,7 +146,7 @@ def _cmd_load(args: argparse.Namespace) -> dict[str, Any]:
     while time.time() < end:
         started = time.time()
         res = request(args.vip, args.port, args.host, ctx)
-        timeline.append({k: res.get(k) for k in ("t", "ok", "cluster", "ms", "error")})
+        timeline.append({k: res.get(k) for k in ("t", "ok", "cluster", "pod", "ms", "error")})
         pause = args.interval - (time.time() - started)
         if pause > 0:
             time.sleep(pause)

@@ -1,7 +1,7 @@
 # Copyright: k8router.edge contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Day-2 scenarios against the running lab (``python lab/lab.py scenario NAME``): a router fails, an API server
-stops, a cluster is drained, a certificate is added, an Ingress changes."""
+stops, a cluster is drained, a certificate is added, an Ingress changes, a controller pod rolls."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k8s
@@ -21,7 +22,7 @@ from lab.clusters import running_clusters
 from lab.host import LabFailure, in_container, last_line, playbook, podman, probe
 from lab.inventory import set_cluster_state, write_inventory
 from lab.parts import Parts
-from lab.summary import bird_routes, vip_holder
+from lab.summary import agent_state, bird_routes, vip_holder
 from lab.topology import (
     API_OUTAGE,
     CLIENT,
@@ -31,9 +32,12 @@ from lab.topology import (
     CONVERGE_INTERVAL,
     DOMAIN,
     INGRESS_VIP,
+    LAB_DIR,
     ROUTERS,
 )
 from tests.fixtures import kubeobjects as ko
+
+ROLLOUT_POD_IP = "10.244.1.12"  # in alpha-w1's block, the address of the rollout's new pod
 
 
 def _converge_once(name: str) -> None:
@@ -197,32 +201,133 @@ def scenario_add_cert() -> dict[str, Any]:
     }
 
 
-def scenario_ingress_change() -> dict[str, Any]:
-    clusters = running_clusters()
-    if clusters is None:
-        raise LabFailure("the lab's clusters are not running (make lab)")
+def _units(action: str, unit: str) -> None:
+    """``systemctl ACTION UNIT`` on every router at once."""
+    with ThreadPoolExecutor(len(ROUTERS)) as pool:
+        list(pool.map(lambda name: in_container(name, "systemctl", action, unit), ROUTERS))
+
+
+def _agent_following(timeout: float = 60) -> None:
+    """Until every router's agent answers ``following`` on its /healthz."""
+    deadline = time.monotonic() + timeout
+    while not all(agent_state(name)["ok"] for name in ROUTERS):
+        if time.monotonic() > deadline:
+            raise LabFailure(f"the agents are not following after {timeout:.0f} s: {[agent_state(n) for n in ROUTERS]}")
+        time.sleep(0.5)
+
+
+def _time_new_ingress(clusters: Mapping[str, Any], timeout: float) -> float | None:
+    """Seconds from creating an Ingress for a new host in alpha to its first answer through the VIP (None: never)."""
     spec = CLUSTERS[0]
-    name = f"new-{int(time.time())}"
+    name = f"new-{time.time_ns()}"
     host = f"{name}.{DOMAIN}"
     argv = [
         "podman", "exec", CLIENT, "python3", CLIENT_SCRIPT, "wait", "--vip", INGRESS_VIP, "--host", host,
-        "--ca", CLIENT_LAB_CA, "--cluster", spec.name, "--timeout", str(4 * CONVERGE_INTERVAL + 60),
+        "--ca", CLIENT_LAB_CA, "--cluster", spec.name, "--timeout", str(timeout),
     ]  # fmt: skip
     waiter = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     time.sleep(1)
     with clusters[spec.name].api_client() as api:
         created = time.time()
         ko.create_ingress(api, "shop", name, [ko.IngressRule(host, "web", 80)])
-        out, _err = waiter.communicate(timeout=4 * CONVERGE_INTERVAL + 90)
+        out, _err = waiter.communicate(timeout=timeout + 30)
         k8s.NetworkingV1Api(api).delete_namespaced_ingress(name, "shop")
-    res = json.loads(last_line(out))
-    served = res.get("served_at")
+    served = json.loads(last_line(out)).get("served_at")
+    return round(float(served) - created, 2) if served else None
+
+
+def scenario_ingress_change() -> dict[str, Any]:
+    """A new Ingress in alpha: change to served with the agents running, then with the timers alone."""
+    clusters = running_clusters()
+    if clusters is None:
+        raise LabFailure("the lab's clusters are not running (make lab)")
+    _agent_following()
+    with_agent = _time_new_ingress(clusters, 60)
+    _units("stop", "k8router-agent.service")
+    try:
+        timer_only = _time_new_ingress(clusters, 4 * CONVERGE_INTERVAL + 60)
+    finally:
+        _units("start", "k8router-agent.service")
     return {
         "scenario": "ingress-change",
-        "host": host,
-        "seconds": round(float(served) - created, 2) if served else None,
+        "seconds_with_agent": with_agent,
+        "seconds_timer_only": timer_only,
         "timer_interval_s": CONVERGE_INTERVAL,
-        "ok": served is not None,
+        "timer_over_agent": round(timer_only / with_agent, 1) if with_agent and timer_only else None,
+        "ok": with_agent is not None and timer_only is not None,
+    }
+
+
+def _controller_slice(api: k8s.ApiClient, endpoints: Sequence[tuple[str, str, str]]) -> None:
+    """The ingress controller's EndpointSlice rewritten in place: (address, node, ready|terminating) per pod."""
+    discovery = k8s.DiscoveryV1Api(api)
+    (eps,) = discovery.list_namespaced_endpoint_slice(
+        "ingress-nginx", label_selector="kubernetes.io/service-name=ingress-nginx-controller"
+    ).items
+    eps.endpoints = [
+        k8s.V1Endpoint(
+            addresses=[ip],
+            node_name=node,
+            conditions=k8s.V1EndpointConditions(ready=state == "ready", serving=True, terminating=state != "ready"),
+        )
+        for ip, node, state in endpoints
+    ]
+    assert eps.metadata is not None and eps.metadata.name is not None
+    discovery.replace_namespaced_endpoint_slice(eps.metadata.name, "ingress-nginx", eps)
+
+
+def _save_timeline(name: str, timeline: Sequence[Mapping[str, Any]]) -> Path:
+    """Every request of a scenario (time, ok, cluster, pod, ms), for the bench's pictures."""
+    path = LAB_DIR / f"{name}-timeline.json"
+    path.write_text(json.dumps(list(timeline)))
+    return path
+
+
+def scenario_rollout() -> dict[str, Any]:
+    """alpha's controller rolls a pod with the timers stopped and only the agents running: a new pod comes up
+    ready, the old one terminates (serving), leaves the slice, and its address goes away. Requests for alpha's
+    own host all the while: none may fail, and the new pod answers at the end."""
+    clusters = running_clusters()
+    if clusters is None:
+        raise LabFailure("the lab's clusters are not running (make lab)")
+    spec = CLUSTERS[0]
+    worker = spec.workers[0]
+    keep, old = worker.ingress_pod_ips
+    new = ROLLOUT_POD_IP
+    host = f"alpha.{DOMAIN}"
+    _agent_following()
+    _units("stop", "k8router-converge.timer")
+    load: dict[str, Any] = {}
+    with clusters[spec.name].api_client() as api:
+        try:
+            with background_load(host, duration=16) as load:
+                time.sleep(2)
+                in_container(worker.name, "ip", "addr", "add", f"{new}/32", "dev", "lo")
+                _controller_slice(api, [(keep, worker.name, "ready"), (old, worker.name, "terminating"),
+                                        (new, worker.name, "ready")])  # fmt: skip
+                time.sleep(3)
+                _controller_slice(api, [(keep, worker.name, "ready"), (new, worker.name, "ready")])
+                time.sleep(1)
+                in_container(worker.name, "ip", "addr", "del", f"{old}/32", "dev", "lo")
+                gone_at = time.time()
+        finally:
+            in_container(worker.name, "sh", "-c", f"ip addr add {old}/32 dev lo 2>/dev/null; true")
+            _controller_slice(api, [(keep, worker.name, "ready"), (old, worker.name, "ready")])
+            time.sleep(2)
+            in_container(worker.name, "ip", "addr", "del", f"{new}/32", "dev", "lo", check=False)
+            _units("start", "k8router-converge.timer")
+    timeline = load["timeline"]
+    failed = [e for e in timeline if not e.get("ok")]
+    after = [e.get("pod") for e in timeline if float(e["t"]) > gone_at and e.get("ok")]
+    return {
+        "scenario": "rollout",
+        "host": host,
+        "requests": len(timeline),
+        "failed_requests": len(failed),
+        "first_failures": failed[:3],
+        "pods_after_old_gone": dict(Counter(after)),
+        "timeline_file": str(_save_timeline("rollout", timeline)),
+        "ok": not failed and len(timeline) > 50 and new in after and old not in after,
     }
 
 
@@ -232,4 +337,5 @@ SCENARIOS = {
     "drain": scenario_drain,
     "add-cert": scenario_add_cert,
     "ingress-change": scenario_ingress_change,
+    "rollout": scenario_rollout,
 }
