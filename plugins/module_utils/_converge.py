@@ -307,9 +307,10 @@ def run(
 ) -> Result:
     """One run. ``rendered_only`` (state: rendered) and ``check_mode`` change nothing on the host.
 
-    The agent passes its own ``reader`` (default _cluster.read_clusters; the clusters as its watches hold them), renews ``credentials`` only in
-    its full resyncs, and asks to ``defer_reload`` while its last reload is too recent: a plan that needs a reload
-    then writes nothing and the result says ``deferred`` (the runtime-API changes of such a plan wait with it).
+    ``reader`` reads the clusters (by default _cluster.read_clusters; the agent's gives the clusters as its
+    watches hold them). The agent renews ``credentials`` only in its full runs, and asks to ``defer_reload``
+    while its last reload is too recent: a plan that needs a reload then writes nothing and the result says
+    ``deferred`` (the runtime-API changes of such a plan wait with it).
     """
     started = time.monotonic()
     result = Result()
@@ -318,7 +319,8 @@ def run(
     def locked() -> Result:
         return _run_locked(
             opts, store, result, runner, check_mode=check_mode, diff=diff, rendered_only=rendered_only,
-            stdin_runner=stdin_runner, reader=reader or read_clusters, credentials=credentials, defer_reload=defer_reload,
+            stdin_runner=stdin_runner, reader=reader or read_clusters, credentials=credentials,
+            defer_reload=defer_reload,
         )  # fmt: skip
 
     try:
