@@ -23,7 +23,6 @@ import json
 import logging
 import random
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -392,16 +391,7 @@ class _Figures:
 
 # ---------------------------------------------------------------------------------------------------- the agent
 Runner = Callable[[Sequence[str]], "tuple[int, str, str]"]
-
-
-def subprocess_runner(argv: Sequence[str]) -> tuple[int, str, str]:
-    proc = subprocess.run(list(argv), capture_output=True, text=True, check=False)
-    return proc.returncode, proc.stdout, proc.stderr
-
-
-def subprocess_stdin_runner(argv: Sequence[str], data: str) -> tuple[int, str, str]:
-    proc = subprocess.run(list(argv), input=data, capture_output=True, text=True, check=False)
-    return proc.returncode, proc.stdout, proc.stderr
+StdinRunner = Callable[[Sequence[str], str], "tuple[int, str, str]"]
 
 
 class Agent:
@@ -411,8 +401,8 @@ class Agent:
         self,
         options: Callable[[], Any],
         settings: AgentSettings,
-        runner: Runner = subprocess_runner,
-        stdin_runner: Callable[[Sequence[str], str], tuple[int, str, str]] = subprocess_stdin_runner,
+        runner: Runner,
+        stdin_runner: StdinRunner | None = None,
     ) -> None:
         self._options = options
         self.settings = settings
@@ -684,11 +674,12 @@ def load_params(path: str) -> dict[str, Any]:
 def _address(text: str) -> tuple[str, int] | None:
     if text in ("", "off"):
         return None
-    host, _, port = text.rpartition(":")
+    host, _sep, port = text.rpartition(":")
     return (host.strip("[]") or "127.0.0.1", int(port))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str], runner: Runner, stdin_runner: StdinRunner) -> int:
+    """The agent's command line (roles/converge/files/k8router-agent.py): runs until SIGTERM; the exit code."""
     parser = argparse.ArgumentParser(prog="k8router-agent", description="Follow the clusters and apply each change.")
     parser.add_argument("--params", default="/etc/k8router/converge-vars.yml", help="the periodic run's parameters")
     parser.add_argument("--window", type=float, default=AgentSettings.window)
@@ -709,9 +700,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             watch_timeout=args.watch_timeout,
             metrics_address=_address(args.metrics),
         )
-        agent = Agent(lambda: options_from_params(params), settings)
+        agent = Agent(lambda: options_from_params(params), settings, runner, stdin_runner)
     except (K8RouterError, OSError, ValueError) as exc:
-        print(f"k8router-agent: {exc}", file=sys.stderr)
+        LOG.error("k8router-agent: %s", exc)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: agent.stop.set())
     signal.signal(signal.SIGINT, lambda *_: agent.stop.set())
@@ -729,7 +720,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         agent.close()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -118,7 +118,7 @@ def metric(agent: Agent, name: str, **labels: str) -> float:
         text = resp.read().decode()
     want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
     for line in text.splitlines():
-        key, _, value = line.rpartition(" ")
+        key, _sep, value = line.rpartition(" ")
         if key == want:
             return float(value)
     raise AssertionError(f"{want} not in the metrics:\n{text}")
