@@ -457,8 +457,9 @@ class Agent:
             self._cond.notify()
         for watch in self.watches.values():
             watch.stop.set()
+        deadline = time.monotonic() + 2  # a watch blocked in a read ends with the process (daemon threads)
         for watch in self.watches.values():
-            watch.join(2)
+            watch.join(max(0.0, deadline - time.monotonic()))
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -480,7 +481,7 @@ class Agent:
                     waits = [next_resync - now]
                     if pending is not None:
                         waits.append(max(pending + self.settings.window, self._not_before) - now)
-                    self._cond.wait(max(0.005, min(waits)))
+                    self._cond.wait(max(0.005, min([*waits, 1.0])))  # a stop (SIGTERM) is seen within a second
                     continue
                 self._pending_since = None
             self._apply(full, pending)

@@ -40,6 +40,8 @@ FAMILY = "inet"
 NAME = "k8router_lb"
 TABLE = f"{FAMILY} {NAME}"
 PROTOCOLS = ("tcp", "udp", "sctp")
+# nft before 1.0.7 (Debian 12's 1.0.6) writes a protocol in its JSON as the number (IANA), later ones as the name.
+_PROTOCOL_NUMBERS = {6: "tcp", 17: "udp", 132: "sctp"}
 SCHEDULERS = ("rr", "wrr")  # rr: equal shares among the endpoints of positive weight; wrr: shares by weight
 MAX_WEIGHT = 65535
 
@@ -303,6 +305,13 @@ def _goto(verdict: object, what: str) -> str:
     return str(target["target"])
 
 
+def _protocol(value: object) -> object:
+    """A protocol as nft's JSON gives it, by name (the number of an older nft turned into the name)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _PROTOCOL_NUMBERS.get(value, value)
+    return value
+
+
 def _match_l4proto(expr: object, what: str) -> str:
     left = {"meta": {"key": "l4proto"}}
     _need(
@@ -311,11 +320,11 @@ def _match_l4proto(expr: object, what: str) -> str:
         and isinstance(expr["match"], dict)
         and expr["match"].get("op") == "=="
         and expr["match"].get("left") == left
-        and expr["match"].get("right") in PROTOCOLS
+        and _protocol(expr["match"].get("right")) in PROTOCOLS
         and len(expr["match"]) == 3,
         f"{what}: not a protocol match",
     )
-    return str(expr["match"]["right"])  # type: ignore[index]
+    return str(_protocol(expr["match"]["right"]))  # type: ignore[index]
 
 
 def _services_rule(family: int) -> list[Any]:
@@ -452,7 +461,7 @@ def _parse(data: Any) -> Table:
             _need(chain in chains and chain.startswith("svc-") and chain not in used, f"map {map_name}: chain {chain}")
             used.add(chain)
             try:
-                svc = Service(parts[1], parts[0], parts[2])  # type: ignore[index]
+                svc = Service(_protocol(parts[1]), parts[0], parts[2])  # type: ignore[index, arg-type]
             except ValueError as exc:
                 raise _Shape(f"map {map_name}: {exc}") from None
             _need(svc.family == family and svc.chain == chain and svc.key not in table, f"map {map_name}: {chain}")

@@ -250,3 +250,21 @@ def test_changes_from_nothing_and_to_nothing() -> None:
 def test_unreadable_json_is_a_foreign_shape_not_a_crash() -> None:
     for text in ("", "{", "[]", '{"nftables": [{"rule": {}}]}', '{"nftables": [1]}'):
         assert parse_live(text).problem is not None, text
+
+
+def _numbered(value: Any) -> Any:
+    """The JSON as Debian 12's nft 1.0.6 writes it for k8router's table: protocols as their numbers."""
+    numbers = {"tcp": 6, "udp": 17, "sctp": 132}
+    if isinstance(value, dict):
+        return {k: _numbered(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_numbered(v) for v in value]
+    return numbers.get(value, value) if isinstance(value, str) else value
+
+
+def test_protocols_written_as_numbers_read_back_as_the_rendered_table() -> None:
+    data = _numbered(live_json("services"))
+    assert '"right": 6' in json.dumps(data)
+    live = parse_live(json.dumps(data))
+    assert live.problem is None
+    assert changes(live, golden_table("services")) == []
