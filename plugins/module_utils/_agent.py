@@ -17,7 +17,6 @@ Prometheus metrics (text format 0.0.4) on ``metrics_address``: see METRICS.
 from __future__ import annotations
 
 import argparse
-import datetime
 import http.server
 import json
 import logging
@@ -37,6 +36,7 @@ from ansible_collections.k8router.edge.plugins.module_utils._cluster import (
     api_error,
     snapshot_of,
 )
+from ansible_collections.k8router.edge.plugins.module_utils._converge import run, run_figures
 from ansible_collections.k8router.edge.plugins.module_utils._errors import K8RouterError, LockError
 from ansible_collections.k8router.edge.plugins.module_utils._model import ClusterSnapshot
 
@@ -342,27 +342,6 @@ METRICS = {
 }
 
 OUTCOMES = ("changed", "unchanged", "deferred", "failed")
-_CONFLICT_MARKS = ("is held by", "requested address", "is taken")
-
-
-def run_figures(result: Any, now: datetime.datetime | None = None) -> dict[str, Any]:
-    """The figures of one run that the agent exports and the periodic run logs."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
-    expiry = {}
-    for cert in result.certificates:
-        left = datetime.datetime.fromisoformat(cert["expires"]) - now
-        expiry[cert["certificate"]] = round(left.total_seconds() / 86400, 2)
-    return {
-        "duration": round(result.duration, 3),
-        "reloaded": bool(result.reloaded),
-        "runtime_commands": len(result.commands),
-        "certificate_expiry_days": expiry,
-        "lb_addresses_allocated": sum(1 for s in result.services if s.get("address")),
-        "lb_address_conflicts": sum(
-            1 for w in result.warnings if w.startswith("service ") and any(m in w for m in _CONFLICT_MARKS)
-        ),
-        "clusters": {c["name"]: c.get("read") for c in result.clusters},
-    }
 
 
 def _labels(**labels: str) -> str:
@@ -489,8 +468,6 @@ class Agent:
                 next_resync = time.monotonic() + self.settings.resync
 
     def _apply(self, full: bool, pending: float | None) -> None:
-        from ansible_collections.k8router.edge.plugins.module_utils._converge import run  # noqa: PLC0415
-
         states = {name: (w.healthy and _served_state(w.snapshot())) for name, w in self.watches.items()}
         if not full and states == self._applied:
             return  # nothing the engine uses changed (a status update, a heartbeat of a slice)

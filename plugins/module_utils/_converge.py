@@ -470,3 +470,27 @@ def _default_certificate(opts: Options, result: Result) -> bytes | None:
     certs, warnings = load_certificates([opts.default_certificate])
     result.warnings.extend(w.replace("certificate left out", "default certificate left out") for w in warnings)
     return certs[0].pem if certs else None
+
+
+_CONFLICT_MARKS = ("is held by", "requested address", "is taken")
+
+
+def run_figures(result: Result, now: datetime.datetime | None = None) -> dict[str, Any]:
+    """The figures of one run: the agent exports them as metrics, the module returns them and the periodic run
+    logs them. A load-balancer conflict is a Service refused or moved because another holds its address."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    expiry = {}
+    for cert in result.certificates:
+        left = datetime.datetime.fromisoformat(cert["expires"]) - now
+        expiry[cert["certificate"]] = round(left.total_seconds() / 86400, 2)
+    return {
+        "duration": round(result.duration, 3),
+        "reloaded": bool(result.reloaded),
+        "runtime_commands": len(result.commands),
+        "certificate_expiry_days": expiry,
+        "lb_addresses_allocated": sum(1 for s in result.services if s.get("address")),
+        "lb_address_conflicts": sum(
+            1 for w in result.warnings if w.startswith("service ") and any(m in w for m in _CONFLICT_MARKS)
+        ),
+        "clusters": {c["name"]: {"read": c.get("read"), "age": c.get("age")} for c in result.clusters},
+    }

@@ -290,6 +290,17 @@ credentials:
   returned: always
   type: list
   elements: dict
+figures:
+  description:
+    - The run's figures, the same the agent exports as metrics. V(duration) (seconds), V(reloaded), V(runtime_commands)
+      (how many), V(certificate_expiry_days) (per certificate file), V(lb_addresses_allocated),
+      V(lb_address_conflicts) (Services refused or moved because another holds their address) and, per cluster, how
+      it was read (V(read)) and the age of its state in seconds (V(age)).
+  returned: always
+  type: dict
+  sample: {duration: 0.21, reloaded: false, runtime_commands: 2, lb_addresses_allocated: 1, lb_address_conflicts: 0,
+           certificate_expiry_days: {/etc/k8router/certificates/shop.pem: 41.5},
+           clusters: {alpha: {read: fresh, age: 0}}}
 rendered:
   description: The files k8router would write (certificates named only), with O(state=rendered).
   returned: when state is rendered
@@ -310,7 +321,7 @@ def main() -> None:
     module = AnsibleModule(argument_spec=CONVERGE_ARGS, supports_check_mode=True)
     for message, error in missing_libraries():
         module.fail_json(msg=message, exception=error)
-    from ansible_collections.k8router.edge.plugins.module_utils._converge import run  # noqa: PLC0415
+    from ansible_collections.k8router.edge.plugins.module_utils._converge import run, run_figures  # noqa: PLC0415
 
     try:
         result = run(
@@ -337,6 +348,7 @@ def main() -> None:
         "services": result.services,
         "ipvs": result.ipvs,
         "credentials": result.credentials,
+        "figures": run_figures(result),
     }
     if module.params["state"] == "rendered":
         output["rendered"] = result.rendered

@@ -416,6 +416,10 @@ def test_module_check_diff_rendered_and_idempotence(world: dict[str, Any], hapro
         assert (haproxy.conf_dir / "50-k8router.cfg").read_bytes() == live
         applied = play()
         assert applied["changed"] is True and applied["reloaded"] is False
+        figures = applied["figures"]  # what the periodic run logs, the agent's metrics
+        assert figures["reloaded"] is False and figures["runtime_commands"] == len(applied["commands"]) > 0
+        assert figures["clusters"] == {"alpha": {"read": "fresh", "age": 0}, "beta": {"read": "fresh", "age": 0}}
+        assert 19 < figures["certificate_expiry_days"][str(world["certs"] / "wildcard.pem")] <= 20
         assert play()["changed"] is False
     finally:
         args["clusters"][1]["state"] = "active"
