@@ -366,6 +366,7 @@ class _Figures:
     commands: int = 0
     last: dict[str, Any] = field(default_factory=dict)
     last_apply: float = 0.0
+    reload_times: list[float] = field(default_factory=list)  # time.monotonic() of the last reloads (at most 100)
 
 
 # ---------------------------------------------------------------------------------------------------- the agent
@@ -513,6 +514,7 @@ class Agent:
         if result.reloaded:
             f.reloads += 1
             self._last_reload = time.monotonic()
+            f.reload_times = [*f.reload_times[-99:], self._last_reload]
         if pending is not None:
             f.latency_sum += time.monotonic() - pending
             f.latency_count += 1

@@ -5,6 +5,7 @@ are its own, so the module tests beside it are not disturbed. Latencies are prin
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 import time
@@ -148,6 +149,23 @@ def test_new_ingress_is_served_without_a_periodic_run(agent_world: dict[str, Any
     took = wait_for(lambda: answers(haproxy, ca, "new.agent.test", 1) == {"cluster=beta pod=10.250.4.11"}, 20, "new")
     print(f"agent: new Ingress served {took:.2f} s after it was created")
     assert metric(agent, "k8router_reloads_total") == reloads + 1  # a new host is a new map entry: one reload
+
+
+def test_structural_changes_reload_at_most_once_an_interval(agent_world: dict[str, Any]) -> None:
+    """Six new hosts, one every 0.3 s (each its own run with a 0.1 s window): all served, reloads 1 s apart."""
+    agent, haproxy, ca = agent_world["agent"], agent_world["haproxy"], agent_world["ca"]
+    before = len(agent.figures.reload_times)
+    hosts = [f"burst{i}.agent.test" for i in range(6)]
+    with agent_world["clusters"]["alpha"].api_client() as api:
+        for i, host in enumerate(hosts):
+            kubeobjects.create_ingress(api, "agent-shop", f"burst{i}", [IngressRule(host, "web", 80)], class_name=CLASS)
+            time.sleep(0.3)
+    took = wait_for(lambda: all(answers(haproxy, ca, h, 1) != {"failed 503"} for h in hosts), 20, "every burst host")
+    times = agent.figures.reload_times[before:]
+    gaps = [round(b - a, 2) for a, b in itertools.pairwise(times)]
+    print(f"agent: 6 new hosts in 1.8 s served within {took + 1.8:.1f} s with {len(times)} reloads, gaps {gaps} s")
+    assert 1 <= len(times) <= 4
+    assert all(gap >= 0.99 for gap in gaps), gaps
 
 
 def test_pod_not_ready_leaves_rotation_by_the_runtime_api(agent_world: dict[str, Any]) -> None:
