@@ -17,7 +17,8 @@ once, then measures:
 
 Figures are printed and written to ``bench/results/agent.json``; ``bench/results/agent-latency.png`` draws the
 latencies of (a) and (b) side by side, and ``bench/results/rollout-timeline.png`` the request timeline of the
-lab's ``rollout`` scenario when it ran (its ``rollout-timeline.json``). Needs root (network namespace).
+lab's ``rollout`` scenario when it ran (its ``rollout-timeline.json`` in the lab's directory, or
+``--rollout-timeline FILE``; ``--redraw`` draws again from ``agent.json``). Needs root (network namespace).
 
     .venv/bin/python bench/bench_agent.py [--clusters 3] [--ingresses 1000] [--samples 10] [--timer 15]
 """
@@ -230,7 +231,7 @@ def outage(world: dict[str, Any], agent: AgentProcess, seconds: float) -> dict[s
     }
 
 
-def draw(figures: dict[str, Any]) -> list[str]:
+def draw(figures: dict[str, Any], timeline_file: Path) -> list[str]:
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
@@ -253,7 +254,6 @@ def draw(figures: dict[str, Any]) -> list[str]:
     path = RESULTS / "agent-latency.png"
     fig.savefig(path, dpi=110)
     drawn.append(str(path))
-    timeline_file = LAB_TIMELINE / "rollout-timeline.json"
     if timeline_file.exists():
         timeline = json.loads(timeline_file.read_text())
         t0 = timeline[0]["t"]
@@ -350,11 +350,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--load-seconds", type=float, default=60.0)
     parser.add_argument("--outage", type=float, default=10.0)
+    parser.add_argument("--rollout-timeline", type=Path, default=LAB_TIMELINE / "rollout-timeline.json")
+    parser.add_argument("--redraw", action="store_true", help="only draw the pictures again from agent.json")
     args = parser.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.redraw:
+        print("\n".join(draw(json.loads((RESULTS / "agent.json").read_text()), args.rollout_timeline)))
+        return 0
     with tempfile.TemporaryDirectory(prefix="k8router-agent-bench-") as tmp:
         figures = bench(args, Path(tmp))
-    figures["pictures"] = draw(figures)
+    figures["pictures"] = draw(figures, args.rollout_timeline)
     (RESULTS / "agent.json").write_text(json.dumps(figures, indent=2))
     for key in ("new_ingress_s_p95", "pod_not_ready_s_p95"):
         print(f"{key}: {figures[key]}")

@@ -9,6 +9,7 @@ import pytest
 from bench.run import (
     BenchRun,
     Figure,
+    agent_figures,
     bench_lines,
     bench_load,
     cells,
@@ -175,9 +176,31 @@ def test_vrrp_without_a_new_master_misses_the_target() -> None:
 
 @pytest.mark.parametrize(("seconds", "met"), [(12.0, True), (31.5, True), (32.0, False)])
 def test_ingress_change_against_the_timer_interval(seconds: float, met: bool) -> None:
-    (figure,) = ingress_change_figures({"result": {"seconds": seconds, "timer_interval_s": 15}})
+    result = {"seconds_with_agent": 1.05, "seconds_timer_only": seconds, "timer_interval_s": 15}
+    agent, figure = ingress_change_figures({"result": result})
     assert (figure.against, figure.ratio, figure.met) == (15, seconds / 15, met)
     assert figure.target == "<= 1.1 x interval + 15 s"
+    assert (agent.value, agent.against, agent.ratio, agent.met) == (1.05, seconds, 1.05 / seconds, True)
+
+
+AGENT = {
+    "setup": {"clusters": 3, "ingresses": 1000, "timer_s": 15.0},
+    "new_ingress_s_p95": {"agent": 0.6, "timer": 15.2, "timer_over_agent": 25.3},
+    "pod_not_ready_s_p95": {"agent": 0.4, "timer": 14.1, "timer_over_agent": 35.3},
+    "load": {"changes": 600, "seconds": 60.0, "all_served_after_s": 1.2, "missing": [], "reloads": 50,
+             "reloads_per_s": 0.8, "cpu_cores": 0.3, "rss_peak_mib": 90.0},
+    "outage": {"removed_while_away": 0, "hosts_before": 3003, "resumed_after_ready_s": 0.4,
+               "apiserver_ready_after_start_s": 3.1},
+}  # fmt: skip
+
+
+def test_agent_figures_against_the_timer_and_the_targets() -> None:
+    pod, new, load, rss, cpu, removed, resumed = agent_figures(AGENT)
+    assert (pod.value, pod.against, pod.met) == (0.4, 14.1, True)
+    assert (new.value, new.ratio, new.met) == (0.6, 0.6 / 15.2, True)
+    assert (load.met, rss.met, cpu.met, removed.met, resumed.met) == (True, True, True, True, True)
+    slow = AGENT | {"load": AGENT["load"] | {"reloads_per_s": 1.5, "cpu_cores": 0.7}}
+    assert [f.met for f in agent_figures(slow)][2:5] == [False, True, False]
 
 
 def test_missing_field_raises_key_error() -> None:
@@ -218,8 +241,8 @@ def test_parse_scenario_rejects(out: str, message: str) -> None:
 
 
 def test_parse_scenario_ingress_never_served() -> None:
-    out = '{"scenario": "ingress-change", "seconds": null, "timer_interval_s": 15, "ok": false}'
-    with pytest.raises(ValueError, match="no float 'seconds'"):
+    out = '{"scenario": "ingress-change", "seconds_with_agent": null, "timer_interval_s": 15, "ok": false}'
+    with pytest.raises(ValueError, match="no float 'seconds_with_agent'"):
         parse_scenario(out, next(b.fields for b in select("ingress-change")))
 
 
@@ -238,7 +261,7 @@ def test_bench_load(data: dict[str, Any], expected: tuple[list[float] | None, li
 @pytest.mark.parametrize(
     ("only", "names"),
     [
-        (None, ["k8router", "ipvs", "reloads", "vrrp", "ingress-change"]),
+        (None, ["k8router", "ipvs", "reloads", "agent", "vrrp", "ingress-change"]),
         ("reloads,k8router", ["k8router", "reloads"]),
         ("lab", ["vrrp", "ingress-change"]),
         (" ipvs , ", ["ipvs"]),
