@@ -21,6 +21,7 @@ exactly one label. Anything that is not a usable DNS name never matches.
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -105,6 +106,13 @@ def _labels(name: object) -> tuple[str, ...] | None:
     """
     if not isinstance(name, str):
         return None
+    return _labels_of(name)
+
+
+@functools.lru_cache(maxsize=65536)
+def _labels_of(name: str) -> tuple[str, ...] | None:
+    """``_labels`` of a string, remembered: every run compares every host with every certificate name (IDNA
+    conversion was 90% of a run of the agent at 3,000 hosts and 12 certificates)."""
     raw = _DOTS.split(name)
     if len(raw) > 1 and not raw[-1]:
         raw.pop()  # one trailing dot: the name written as absolute
