@@ -183,7 +183,7 @@ def test_ingress_change_against_the_timer_interval(seconds: float, met: bool) ->
     assert (agent.value, agent.against, agent.ratio, agent.met) == (1.05, seconds, 1.05 / seconds, True)
 
 
-AGENT = {
+AGENT: dict[str, Any] = {
     "setup": {"clusters": 3, "ingresses": 1000, "timer_s": 15.0},
     "new_ingress_s_p95": {"agent": 0.6, "timer": 15.2, "timer_over_agent": 25.3},
     "pod_not_ready_s_p95": {"agent": 0.4, "timer": 14.1, "timer_over_agent": 35.3},
