@@ -239,9 +239,8 @@ def draw(figures: dict[str, Any], timeline_file: Path) -> list[str]:
 
     drawn = []
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, title in zip(axes, ("new_ingress_s", "pod_not_ready_s"), ("new Ingress -> served",
-                                                                          "pod not ready -> out of rotation"),
-                              strict=True):  # fmt: skip
+    titles = {"new_ingress_s": "new Ingress -> served", "pod_not_ready_s": "pod not ready -> out of rotation"}
+    for ax, (key, title) in zip(axes, titles.items(), strict=True):
         series = [figures["agent"][key], figures["timer"][key]]
         ax.boxplot(series, tick_labels=["agent", f"timer ({figures['setup']['timer_s']:g} s)"], showfliers=False)
         for i, values in enumerate(series, start=1):

@@ -17,7 +17,6 @@ Prometheus metrics (text format 0.0.4) on ``metrics_address``: see METRICS.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import http.server
 import json
 import logging
@@ -92,8 +91,6 @@ class ClusterWatch:
         self.broken_since: float | None = None  # time.time() since which a watch is not connected
         self.stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.version = 0  # counts the changes to the objects
-        self._snapshot: tuple[int, ClusterSnapshot] | None = None
 
     # ------------------------------------------------------------------ state
     @property
@@ -115,18 +112,9 @@ class ClusterWatch:
         return f"cluster {self.source.name}: watch not connected ({'; '.join(problems) or 'reconnecting'})"
 
     def snapshot(self) -> ClusterSnapshot:
-        """The cluster's snapshot now; made again only when an object changed since the last one."""
+        """The cluster's snapshot now, from the objects as watched."""
         with self.lock:
-            version = self.version
-            cached = self._snapshot
-            objects = (
-                None
-                if cached and cached[0] == version
-                else {k: list(w.objects.values()) for k, w in self.kinds.items()}
-            )
-        if objects is None and cached is not None:
-            return dataclasses.replace(cached[1], read_at=time.time())
-        assert objects is not None
+            objects = {k: list(w.objects.values()) for k, w in self.kinds.items()}
         snap = snapshot_of(
             self.source,
             objects["ingresses"],
@@ -135,8 +123,6 @@ class ClusterWatch:
             objects.get("services", []),
             time.time(),
         )
-        with self.lock:
-            self._snapshot = (version, snap)
         return snap
 
     def counters(self) -> dict[str, dict[str, int]]:
@@ -249,7 +235,6 @@ class ClusterWatch:
             watched.objects = items
             watched.resource_version = version
             watched.synced = True
-            self.version += 1
         self._connected(watched)
 
     def _watch(self, watched: _Watched, api: Any, call: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
@@ -296,7 +281,6 @@ class ClusterWatch:
                         watched.objects[_key(obj.metadata)] = obj
                     watched.resource_version = version or watched.resource_version
                     watched.events += 1
-                    self.version += 1
                     self.last_read = time.time()
                 self._notify(self.source.name)
         finally:
