@@ -68,7 +68,7 @@ print(json.dumps({"mode": mode, "ok": ok, "failed": failed, "reconnects": reconn
 
 
 def main() -> int:
-    from ansible_collections.k8router.edge.plugins.module_utils._haproxy import RuntimeApi  # noqa: PLC0415
+    from ansible_collections.k8router.edge.plugins.module_utils._haproxy_driver import RuntimeApi  # noqa: PLC0415
     from tests.fixtures.haproxylab import VIP, running_haproxy  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0] if __doc__ else None)

@@ -1,6 +1,7 @@
 # Copyright: k8router.edge contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""haproxy: the renderer (pure), the one escape function, and the runtime API driver.
+"""haproxy: the renderer (pure) and the one escape function; the driver (files, validation, reload, runtime API)
+is _haproxy_driver.
 
 Layout written by k8router (file names in ``_layout``; the router role's main file refers to the maps and the crt-list):
 
@@ -21,14 +22,11 @@ import hashlib
 import json
 import os
 import re
-import socket
-import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.k8router.edge.plugins.module_utils._errors import RuntimeApiError
 from ansible_collections.k8router.edge.plugins.module_utils._hosts import host_problem
 from ansible_collections.k8router.edge.plugins.module_utils._layout import CERTS_DIR, data_file
 from ansible_collections.k8router.edge.plugins.module_utils._model import Backend, HealthCheck, Model, Serving
@@ -143,6 +141,17 @@ class RenderSettings:
     backend_tls: bool = False
     backend_ca_file: str | None = None
     default_certificate: bytes | None = None  # PEM (cert + key); None: the router role's fallback.pem
+    # Where the files go and what they name: "" for the router itself, a directory for a candidate to validate
+    # (every path the files hold, and every path they are written to, is then under it).
+    root: str = ""
+
+    @property
+    def conf(self) -> str:
+        return self.root.rstrip("/") + self.conf_dir.rstrip("/")
+
+    @property
+    def data(self) -> str:
+        return self.root.rstrip("/") + self.data_dir.rstrip("/")
 
 
 @dataclass
@@ -313,7 +322,7 @@ def _backend(
 
 
 def _crt_list(certs: Sequence[CertEntry], settings: RenderSettings, out: Rendered) -> bytes:
-    data = settings.data_dir.rstrip("/")
+    data = settings.data
     crt_lines = [data_file(data, "fallback")]
     if settings.default_certificate is not None:
         out.files[data_file(data, "default")] = settings.default_certificate
@@ -368,8 +377,7 @@ def render(
         )
         lines.extend(block)
         skeleton.extend(block_skeleton)
-    conf = settings.conf_dir.rstrip("/")
-    data = settings.data_dir.rstrip("/")
+    conf, data = settings.conf, settings.data
     out.files[data_file(data, "hosts_map")] = "".join(f"{line}\n" for line in sorted(exact)).encode()
     out.files[data_file(data, "wildcards_map")] = "".join(f"{line}\n" for line in sorted(wild)).encode()
     out.crt_list = data_file(data, "crt_list")
@@ -404,7 +412,7 @@ def runtime_commands(before: Mapping[str, Any], after: Rendered) -> list[str]:
     return commands
 
 
-def _sni_filters(rest: str) -> frozenset[str]:
+def sni_filters(rest: str) -> frozenset[str]:
     """The SNI filters of a crt-list line's remainder (what follows the ``[options]``, if any)."""
     return frozenset(rest.rpartition("]")[2].split() if "]" in rest else rest.split())
 
@@ -435,122 +443,3 @@ def certificate_ops(before: Mapping[str, Any] | None, after: Rendered) -> list[C
     ops += [CertOp("del-line", path, rest) for path, rest in sorted(removed.elements())]
     ops += [CertOp("del", path) for path in sorted(files) if path not in after.certs and path.endswith(".pem")]
     return ops
-
-
-class RuntimeApi:
-    """haproxy's runtime API over its admin socket."""
-
-    def __init__(self, path: str, timeout: float = 5.0) -> None:
-        self.path = path
-        self.timeout = timeout
-
-    def send(self, command: str) -> str:
-        """One line (commands may be joined by ``;``) and the whole answer."""
-        if "\n" in command:
-            raise RuntimeApiError(f"refusing a runtime command with a newline: {command!r}")
-        return self._exchange(command.encode() + b"\n")
-
-    def _exchange(self, request: bytes) -> str:
-        """``request`` on a connection of its own, and everything haproxy answers before it closes."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(self.timeout)
-            sock.connect(self.path)
-            sock.sendall(request)
-            chunks = []
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        return b"".join(chunks).decode(errors="replace").strip()
-
-    def send_payload(self, command: str, payload: bytes) -> str:
-        """``command <<`` with ``payload`` (no empty line in it: that ends a payload), and the whole answer."""
-        if "\n" in command or b"\n\n" in payload.replace(b"\r", b"") or not payload.strip():
-            raise RuntimeApiError(f"refusing a runtime payload with an empty line, or an empty one, for {command!r}")
-        return self._exchange(command.encode() + b" <<\n" + payload.rstrip(b"\r\n") + b"\n\n")
-
-    def crt_list_lines(self, crt_list: str) -> dict[tuple[str, frozenset[str]], list[int]]:
-        """The crt-list's entries as haproxy holds them: (file, SNI filters) -> line numbers."""
-        entries: dict[tuple[str, frozenset[str]], list[int]] = {}
-        for row in self.send(f"show ssl crt-list -n {crt_list}").splitlines():
-            head, _sep, rest = row.strip().partition(" ")
-            path, colon, number = head.rpartition(":")
-            if row.startswith("#") or not colon or not number.isdigit():
-                continue
-            entries.setdefault((path, _sni_filters(rest)), []).append(int(number))
-        return entries
-
-    def apply_certs(self, ops: Sequence[CertOp], crt_list: str, files: Mapping[str, bytes]) -> None:
-        """Carry out ``ops`` (``certificate_ops``) in order; raise RuntimeApiError on the first refusal."""
-        held: dict[tuple[str, frozenset[str]], list[int]] | None = None
-        for op in ops:
-            if op.verb == "set":
-                answer, ok = self.send_payload(f"set ssl cert {op.path}", files[op.path]), "transaction"
-            elif op.verb == "add-line":
-                answer = self.send_payload(f"add ssl crt-list {crt_list}", f"{op.path} {op.line}".encode())
-                ok = "success"
-            elif op.verb == "del-line":
-                held = self.crt_list_lines(crt_list) if held is None else held
-                numbers = held.get((op.path, _sni_filters(op.line)))
-                if not numbers:
-                    continue  # not there (a run stopped half-way took it out already)
-                answer, ok = self.send(f"del ssl crt-list {crt_list} {op.path}:{numbers.pop(0)}"), "deleted"
-            elif op.verb == "commit":
-                answer, ok = self.send(f"commit ssl cert {op.path}"), "success"
-            elif op.verb == "new":
-                answer, ok = self.send(f"new ssl cert {op.path}"), "new empty certificate store"
-                ok = "already exists" if "already exists" in answer.lower() else ok
-            else:
-                answer, ok = self.send(f"del ssl cert {op.path}"), "deleted"
-            if ok not in answer.lower():
-                raise RuntimeApiError(f"haproxy refused {op}: {answer}")
-
-    def _answer_line(self, command: str, prefix: str) -> str | None:
-        """What follows ``prefix`` on the first line of the answer that starts with it; "" when no line does,
-        None when nobody answers."""
-        try:
-            answer = self.send(command)
-        except OSError:
-            return None
-        return next((line[len(prefix) :].strip() for line in answer.splitlines() if line.startswith(prefix)), "")
-
-    def worker_pid(self) -> int | None:
-        """The pid of the worker answering on the socket (``show info``), or None when none answers."""
-        pid = self._answer_line("show info", "Pid:")
-        return int(pid) if pid else None
-
-    def _wait(self, done: Callable[[], bool], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if done():
-                return True
-            time.sleep(0.05)
-        return False
-
-    def wait_for_new_worker(self, old: int | None, timeout: float = 15.0) -> bool:
-        """After a reload: wait until a worker other than ``old`` answers."""
-        return self._wait(lambda: self.worker_pid() not in (None, old), timeout)
-
-    def running_generation(self) -> str | None:
-        """The layout the answering worker loaded (its generation backend), "" for none, None when none answers."""
-        return self._answer_line("show backend", GENERATION_PREFIX)
-
-    def wait_for_generation(self, structure: str, timeout: float = 15.0) -> bool:
-        """After a reload: wait until the answering worker runs the layout ``structure`` (the new files are live)."""
-        return self._wait(lambda: self.running_generation() == generation(structure), timeout)
-
-    def apply(self, commands: Sequence[str], batch: int = 50) -> list[str]:
-        """Send the commands, ``batch`` to a connection; raise RuntimeApiError on a refusal. Returns the answers."""
-        answers = []
-        for command in commands:
-            if "\n" in command or ";" in command:
-                raise RuntimeApiError(f"refusing a runtime command with a newline or ';': {command!r}")
-        for first in range(0, len(commands), batch):
-            chunk = commands[first : first + batch]
-            answer = self.send("; ".join(chunk))
-            lowered = answer.lower()
-            if any(word in lowered for word in ("unknown", "invalid", "not found", "error", "no such", "require")):
-                raise RuntimeApiError(f"haproxy refused one of {chunk!r}: {answer}")
-            answers.append(answer)
-        return answers

@@ -5,7 +5,6 @@ Service status."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
@@ -44,9 +43,8 @@ from ansible_collections.k8router.edge.plugins.module_utils._services import (
     recheck_status_write,
     served,
 )
-from ansible_collections.k8router.edge.plugins.module_utils._state import write_atomic
+from ansible_collections.k8router.edge.plugins.module_utils._state import StateStore
 
-ALLOCATIONS = "lb-addresses.json"
 RESTORE_FROM = 20  # this many adds or more go to the kernel in one ipvsadm -R
 PROC_IP_VS = "/proc/net/ip_vs"  # there once the kernel's ip_vs is loaded (ipvsadm would load it: never run it before)
 IPVS_HEADER = "IPVS (k8router's entries)"
@@ -77,16 +75,6 @@ class LbResult:
     # the other engine's entries k8router removes (left behind by a switch of load_balancer.engine), and their diff
     cleanup: list[str] = field(default_factory=list)
     cleanup_diff: dict[str, str] = field(default_factory=dict)
-
-
-def _load(state_dir: str) -> dict[str, str]:
-    """The allocations of the last run (only to report what changed: never an input of the allocation)."""
-    try:
-        with open(os.path.join(state_dir, ALLOCATIONS), encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (FileNotFoundError, ValueError):
-        return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 def desired_table(virtuals: Sequence[Virtual], warnings: list[str]) -> dict[tuple[str, str, int], VirtualService]:
@@ -179,7 +167,7 @@ def _converge_lb(
     """IPVS (only entries in the pool are k8router's) or nftables (k8router's own table)."""
     lb, result.services = plan_lb(opts, [pair[1] for pair in clusters], snapshots)
     result.warnings.extend(lb.problems)
-    previous = _load(state_dir)
+    previous = StateStore(state_dir).load_allocations()
     if opts.engine == "nftables":
         return _converge_nft(
             opts,
@@ -315,8 +303,7 @@ def _record(
 ) -> None:
     """After the kernel took the table: keep the allocations, publish the addresses."""
     if lb.addresses != previous:
-        os.makedirs(state_dir, mode=0o700, exist_ok=True)
-        write_atomic(os.path.join(state_dir, ALLOCATIONS), json.dumps(lb.addresses, sort_keys=True).encode(), 0o600)
+        StateStore(state_dir).save_allocations(lb.addresses)
     if opts.write_status:
         result.warnings.extend(publish(lb, [pair[0] for pair in clusters]))
 

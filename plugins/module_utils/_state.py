@@ -1,6 +1,7 @@
 # Copyright: k8router.edge contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The router's own state: last-known-good snapshots per cluster, the applied layout, the run lock."""
+"""The router's own state: last-known-good snapshots per cluster, the applied layout, the load-balancer address
+allocations, the run lock. Nothing else reads or writes these files."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from typing import Any
 
 from ansible_collections.k8router.edge.plugins.module_utils._errors import LockError
 from ansible_collections.k8router.edge.plugins.module_utils._model import ClusterSnapshot
+
+ALLOCATIONS = "lb-addresses.json"
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o640) -> None:
@@ -36,7 +39,8 @@ def write_atomic(path: str, data: bytes, mode: int = 0o640) -> None:
 
 
 class StateStore:
-    """Files under the state directory (mode 0700): ``clusters/<name>.json`` and ``layout.json``."""
+    """Files under the state directory (mode 0700): ``clusters/<name>.json``, ``layout.json`` and
+    ``lb-addresses.json``."""
 
     def __init__(self, directory: str) -> None:
         self.directory = directory
@@ -70,6 +74,20 @@ class StateStore:
     def save_layout(self, layout: Mapping[str, Any]) -> None:
         self._ensure()
         write_atomic(os.path.join(self.directory, "layout.json"), json.dumps(layout, sort_keys=True).encode(), 0o600)
+
+    def load_allocations(self) -> dict[str, str]:
+        """The load-balancer addresses of the last run, by Service (to report what changed: never an input of
+        the allocation, which the Services' status and requests decide)."""
+        try:
+            with open(os.path.join(self.directory, ALLOCATIONS), encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (FileNotFoundError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def save_allocations(self, addresses: Mapping[str, str]) -> None:
+        self._ensure()
+        write_atomic(os.path.join(self.directory, ALLOCATIONS), json.dumps(addresses, sort_keys=True).encode(), 0o600)
 
     @contextmanager
     def lock(self, timeout: float) -> Iterator[None]:

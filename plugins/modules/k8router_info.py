@@ -88,11 +88,11 @@ def main() -> None:
     module = AnsibleModule(argument_spec=INFO_ARGS, supports_check_mode=True)
     for message, error in missing_libraries():
         module.fail_json(msg=message, exception=error)
-    from ansible_collections.k8router.edge.plugins.module_utils._converge import run  # noqa: PLC0415
+    from ansible_collections.k8router.edge.plugins.module_utils._converge import report  # noqa: PLC0415
 
     params = {**{k: v.get("default") for k, v in CONVERGE_ARGS.items()}, **module.params}
     try:
-        result = run(options_from_params(params), lambda argv: module.run_command(list(argv)), rendered_only=True)
+        result = report(options_from_params(params))
     except K8RouterError as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, hosts=result.hosts, clusters=result.clusters, warnings_list=result.warnings)

@@ -27,7 +27,7 @@ from ansible_collections.k8router.edge.plugins.module_utils._errors import (
     K8RouterError,
     RuntimeApiError,
 )
-from ansible_collections.k8router.edge.plugins.module_utils._haproxy import RuntimeApi
+from ansible_collections.k8router.edge.plugins.module_utils._haproxy_driver import RuntimeApi
 from ansible_collections.k8router.edge.plugins.module_utils._lb import plan_lb, publish
 from ansible_collections.k8router.edge.plugins.module_utils._state import StateStore
 from tests.fixtures import kubelab, kubeobjects, pki
@@ -439,7 +439,7 @@ def write(path, data, mode=0o640):
     real_write(path, data, mode)
     if (step == "certificates" and path.endswith(".pem")) or (step == "maps" and path.endswith(".map")):
         os.kill(os.getpid(), signal.SIGKILL)
-_converge.write_atomic = write
+_haproxy_driver.write_atomic = write
 def runner(argv):
     if step == "reload" and list(argv) == params["haproxy"]["reload_command"]:
         os.kill(os.getpid(), signal.SIGKILL)
