@@ -84,9 +84,10 @@ sanity: venv
 package: venv
 	PYTHON_BASE=$(PYTHON_BASE) tests/packaging/check.sh $(VENV)/lib/python$(VENV_PY)/site-packages/ansible_collections
 
-# The unit tests need the venv only (no Debian packages, no images); what the daemons' validators say is integration.
+# The unit tests need the venv and the host's haproxy (the orchestrator's run with its real drivers), no images;
+# what the other daemons' validators say is integration.
 .PHONY: unit
-unit: venv
+unit: venv host-packages
 	pytest -q tests/unit
 
 .PHONY: integration

@@ -131,81 +131,75 @@ def converge_lb(
     stdin_runner: Callable[[Sequence[str], str], tuple[int, str, str]] | None = None,
     check_mode: bool,
 ) -> LbResult:
-    """Allocate, plan the engine's table against the kernel's, apply, publish; then remove the other engine's
-    entries (see drop_other_engine). A failure carries the warnings found before it (a bad Service is reported
-    even when ipvsadm or nft then fails)."""
-    result = LbResult()
+    """The L4 half, in the HTTP half's shape: plan (pure: addresses, then the engine's table against the
+    kernel's), check, apply through the engine's driver, record the allocations in the state store, publish;
+    then remove the other engine's entries (see drop_other_engine). A failure carries the warnings found before
+    it (a bad Service is reported even when ipvsadm or nft then fails)."""
+    lb, services = plan_lb(opts, [pair[1] for pair in clusters], snapshots)
+    store = StateStore(state_dir)
+    previous = store.load_allocations()
+    status = opts.write_status and bool(lb.status_writes)
+    converge = _converge_nft if opts.engine == "nftables" else _converge_ipvs
     try:
-        _converge_lb(
-            opts,
-            clusters,
-            snapshots,
-            state_dir,
-            runner,
-            stdin_runner=stdin_runner,
-            check_mode=check_mode,
-            result=result,
-        )
+        result = converge(opts, lb, runner=runner, stdin_runner=stdin_runner, check_mode=check_mode)
+    except K8RouterError as exc:
+        raise K8RouterError(str(exc), [*lb.problems, *exc.warnings]) from exc
+    result.services = services
+    result.warnings = [*lb.problems, *result.warnings]
+    result.changed = result.changed or lb.addresses != previous or status
+    if not check_mode:
+        # after the kernel took the table: keep the allocations, publish the addresses
+        if lb.addresses != previous:
+            store.save_allocations(lb.addresses)
+        if opts.write_status:
+            result.warnings.extend(publish(lb, [pair[0] for pair in clusters]))
+    try:
         # after the engine in use took its table: then what the other one left behind goes
-        drop_other_engine(opts, runner, check_mode=check_mode, result=result)
+        cleanup = drop_other_engine(opts, runner, check_mode=check_mode)
     except K8RouterError as exc:
         raise K8RouterError(str(exc), [*result.warnings, *exc.warnings]) from exc
+    result.cleanup, result.cleanup_diff = cleanup.cleanup, cleanup.cleanup_diff
+    result.warnings.extend(cleanup.warnings)
+    result.changed = result.changed or cleanup.changed
     return result
 
 
-def _converge_lb(
+def _converge_ipvs(
     opts: LbOptions,
-    clusters: Sequence[tuple[ClusterSource, ClusterSettings]],
-    snapshots: Mapping[str, ClusterSnapshot],
-    state_dir: str,
-    runner: Callable[[Sequence[str]], tuple[int, str, str]],
+    lb: LbPlan,
     *,
+    runner: Callable[[Sequence[str]], tuple[int, str, str]],
     stdin_runner: Callable[[Sequence[str], str], tuple[int, str, str]] | None,
     check_mode: bool,
-    result: LbResult,
 ) -> LbResult:
-    """IPVS (only entries in the pool are k8router's) or nftables (k8router's own table)."""
-    lb, result.services = plan_lb(opts, [pair[1] for pair in clusters], snapshots)
-    result.warnings.extend(lb.problems)
-    previous = StateStore(state_dir).load_allocations()
-    if opts.engine == "nftables":
-        return _converge_nft(
-            opts,
-            clusters,
-            lb,
-            previous=previous,
-            result=result,
-            state_dir=state_dir,
-            runner=runner,
-            stdin_runner=stdin_runner,
-            check_mode=check_mode,
-        )
+    """The IPVS engine: only entries on pool addresses are k8router's; changed by diff, never flushed."""
     driver = IpvsDriver(runner, opts.ipvsadm, restore_runner=stdin_runner)
     pool = opts.settings.pool
 
     def owned(key: tuple[str, str, int]) -> bool:
         return pool_contains(pool, key[1])
 
-    desired = desired_table(lb.virtuals, result.warnings)
+    warnings: list[str] = []
+    desired = desired_table(lb.virtuals, warnings)
     try:
         current = driver.current()
         ops = plan(desired, current, owned)
     except (IpvsError, ValueError) as exc:
-        raise K8RouterError(f"IPVS: {exc}") from exc
-    result.diff = {
-        "before": format_save({k: v for k, v in current.items() if owned(k)}),
-        "after": format_save({k: v for k, v in desired.items() if owned(k)}),
-    }
-    result.operations = [op.text for op in ops]
-    result.changed = bool(ops) or lb.addresses != previous or (opts.write_status and bool(lb.status_writes))
-    if check_mode:
-        return result
-    if ops:
+        raise K8RouterError(f"IPVS: {exc}", warnings) from exc
+    result = LbResult(
+        changed=bool(ops),
+        operations=[op.text for op in ops],
+        diff={
+            "before": format_save({k: v for k, v in current.items() if owned(k)}),
+            "after": format_save({k: v for k, v in desired.items() if owned(k)}),
+        },
+        warnings=warnings,
+    )
+    if ops and not check_mode:
         try:
             _apply(driver, ops)
         except IpvsError as exc:
-            raise K8RouterError(f"IPVS: {exc}") from exc
-    _record(opts, clusters, lb, previous=previous, result=result, state_dir=state_dir)
+            raise K8RouterError(f"IPVS: {exc}", warnings) from exc
     return result
 
 
@@ -218,31 +212,21 @@ def _ipvs_loaded(ipvsadm: str) -> bool:
 
 
 def drop_other_engine(
-    opts: LbOptions,
-    runner: Callable[[Sequence[str]], tuple[int, str, str]],
-    *,
-    check_mode: bool,
-    result: LbResult | None = None,
+    opts: LbOptions, runner: Callable[[Sequence[str]], tuple[int, str, str]], *, check_mode: bool
 ) -> LbResult:
     """Remove what the engine not in use left behind (after a switch of load_balancer.engine), by the same plan,
     check and diff rules: k8router's IPVS virtual services (on pool addresses) when the engine is nftables, the
     table inet k8router_lb when it is ipvs. Skipped quietly where the other engine's tool or kernel part is
     absent; a tool that cannot read is a warning; a removal that fails fails the L4 half, as the engine would.
-    converge_lb runs it after the engine's own half, into that half's ``result``; alone, into a new one."""
-    result = LbResult() if result is None else result
-    if opts.engine == "nftables":
-        _drop_ipvs(opts, runner, check_mode=check_mode, result=result)
-    else:
-        _drop_nft(opts, runner, check_mode=check_mode, result=result)
-    result.changed = result.changed or bool(result.cleanup)
+    The result holds ``cleanup``, ``cleanup_diff`` and ``warnings``."""
+    result = _drop_ipvs(opts, runner, check_mode) if opts.engine == "nftables" else _drop_nft(opts, runner, check_mode)
+    result.changed = bool(result.cleanup)
     return result
 
 
-def _drop_ipvs(
-    opts: LbOptions, runner: Callable[[Sequence[str]], tuple[int, str, str]], *, check_mode: bool, result: LbResult
-) -> None:
+def _drop_ipvs(opts: LbOptions, runner: Callable[[Sequence[str]], tuple[int, str, str]], check_mode: bool) -> LbResult:
     if not _ipvs_loaded(opts.ipvsadm):
-        return
+        return LbResult()
     pool = opts.settings.pool
 
     def owned(key: tuple[str, str, int]) -> bool:
@@ -253,69 +237,49 @@ def _drop_ipvs(
         current = driver.current()
         ops = plan({}, current, owned)
     except (IpvsError, ValueError) as exc:
-        result.warnings.append(f"IPVS: entries the ipvs engine may have left behind not looked for: {exc}")
-        return
+        return LbResult(warnings=[f"IPVS: entries the ipvs engine may have left behind not looked for: {exc}"])
     if not ops:
-        return
-    result.cleanup = [f"{op.text} (the ipvs engine's; engine is nftables)" for op in ops]
+        return LbResult()
     before = format_save({k: v for k, v in current.items() if owned(k)})
-    result.cleanup_diff = {"before_header": IPVS_HEADER, "after_header": IPVS_HEADER, "before": before, "after": ""}
-    if check_mode:
-        return
-    try:
-        driver.apply(ops)
-    except IpvsError as exc:
-        raise K8RouterError(f"IPVS: removing the ipvs engine's entries: {exc}") from exc
+    result = LbResult(
+        cleanup=[f"{op.text} (the ipvs engine's; engine is nftables)" for op in ops],
+        cleanup_diff={"before_header": IPVS_HEADER, "after_header": IPVS_HEADER, "before": before, "after": ""},
+    )
+    if not check_mode:
+        try:
+            driver.apply(ops)
+        except IpvsError as exc:
+            raise K8RouterError(f"IPVS: removing the ipvs engine's entries: {exc}") from exc
+    return result
 
 
-def _drop_nft(
-    opts: LbOptions, runner: Callable[[Sequence[str]], tuple[int, str, str]], *, check_mode: bool, result: LbResult
-) -> None:
+def _drop_nft(opts: LbOptions, runner: Callable[[Sequence[str]], tuple[int, str, str]], check_mode: bool) -> LbResult:
     if not _present(opts.nft):
-        return
+        return LbResult()
     driver = NftDriver(runner, None, opts.nft)
     try:
         live = driver.current()
     except NftError as exc:
-        result.warnings.append(f"nftables: the nftables engine's table not looked for: {exc}")
-        return
+        return LbResult(warnings=[f"nftables: the nftables engine's table not looked for: {exc}"])
     if not live.present:
-        return
-    result.cleanup = [f"delete table {NFT_TABLE} (the nftables engine's; engine is ipvs)"]
+        return LbResult()
     before = live.text if live.problem is not None else nft_render(live.table)
-    result.cleanup_diff = {"before_header": NFT_HEADER, "after_header": NFT_HEADER, "before": before, "after": ""}
-    if check_mode:
-        return
-    try:
-        driver.delete()
-    except NftError as exc:
-        raise K8RouterError(f"nftables: {exc}") from exc
-
-
-def _record(
-    opts: LbOptions,
-    clusters: Sequence[tuple[ClusterSource, ClusterSettings]],
-    lb: LbPlan,
-    *,
-    previous: Mapping[str, str],
-    result: LbResult,
-    state_dir: str,
-) -> None:
-    """After the kernel took the table: keep the allocations, publish the addresses."""
-    if lb.addresses != previous:
-        StateStore(state_dir).save_allocations(lb.addresses)
-    if opts.write_status:
-        result.warnings.extend(publish(lb, [pair[0] for pair in clusters]))
+    result = LbResult(
+        cleanup=[f"delete table {NFT_TABLE} (the nftables engine's; engine is ipvs)"],
+        cleanup_diff={"before_header": NFT_HEADER, "after_header": NFT_HEADER, "before": before, "after": ""},
+    )
+    if not check_mode:
+        try:
+            driver.delete()
+        except NftError as exc:
+            raise K8RouterError(f"nftables: {exc}") from exc
+    return result
 
 
 def _converge_nft(
     opts: LbOptions,
-    clusters: Sequence[tuple[ClusterSource, ClusterSettings]],
     lb: LbPlan,
     *,
-    previous: Mapping[str, str],
-    result: LbResult,
-    state_dir: str,
     runner: Callable[[Sequence[str]], tuple[int, str, str]],
     stdin_runner: Callable[[Sequence[str], str], tuple[int, str, str]] | None,
     check_mode: bool,
@@ -329,21 +293,18 @@ def _converge_nft(
         table = nft_plan(driver, lb.virtuals, (), owners)
     except (NftError, ValueError) as exc:
         raise K8RouterError(f"nftables: {exc}") from exc
-    result.warnings.extend(table.warnings)
-    result.diff = {"before": table.before, "after": table.after}
-    result.diff_header = NFT_HEADER
-    result.operations = table.operations
-    result.changed = (
-        bool(table.operations) or lb.addresses != previous or (opts.write_status and bool(lb.status_writes))
+    result = LbResult(
+        changed=bool(table.operations),
+        operations=table.operations,
+        diff={"before": table.before, "after": table.after},
+        diff_header=NFT_HEADER,
+        warnings=list(table.warnings),
     )
-    if check_mode:
-        return result
-    if table.operations:
+    if table.operations and not check_mode:
         try:
             driver.apply(table.text)
         except NftError as exc:
-            raise K8RouterError(f"nftables: {exc}") from exc
-    _record(opts, clusters, lb, previous=previous, result=result, state_dir=state_dir)
+            raise K8RouterError(f"nftables: {exc}", result.warnings) from exc
     return result
 
 
