@@ -430,11 +430,11 @@ def test_module_check_diff_rendered_and_idempotence(world: dict[str, Any], hapro
 
 KILL_MID_APPLY = """
 import json, os, signal, sys
-from ansible_collections.k8router.edge.plugins.module_utils import _converge
+from ansible_collections.k8router.edge.plugins.module_utils import _converge, _haproxy_driver
 from ansible_collections.k8router.edge.plugins.module_utils._args import options_from_params
 from tests.fixtures.haproxylab import local_runner
 params, step = json.load(open(sys.argv[1])), sys.argv[2]
-real_write = _converge.write_atomic
+real_write = _haproxy_driver.write_atomic
 def write(path, data, mode=0o640):
     real_write(path, data, mode)
     if (step == "certificates" and path.endswith(".pem")) or (step == "maps" and path.endswith(".map")):
