@@ -20,13 +20,14 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from ansible_collections.k8router.edge.plugins.module_utils import _lb, _model, _nft, _services
+from ansible_collections.k8router.edge.plugins.module_utils._errors import K8RouterError
 from tests.fixtures.haproxylab import REPO, local_runner, netns_exec
 
 pytestmark = pytest.mark.integration
@@ -366,8 +367,7 @@ def test_switching_to_the_ipvs_engine_deletes_the_table_and_nothing_else(lab: La
     DNAT'd; the fixture checks every other table (the role's, somebody else's) is as it was; a second run has
     nothing to remove. Not here: the IPVS half of an ipvs run, which needs ip_vs (this kernel has none; real IPVS is
     tests/integration/test_ipvs_kernel.py, where the reverse switch, nftables removing IPVS entries, is checked);
-    that converge_lb runs this step after the engine's own half is unit-tested
-    (tests/unit/plugins/module_utils/test__lb.py)."""
+    an nft that cannot read or delete is the next test."""
     first = converge(lab, fresh, WEIGHTED)
     assert first.cleanup == [] and first.warnings == []  # engine nftables, no ip_vs here: no IPVS looked for
     served = lab.nft("-a", "list", "table", _nft.FAMILY, _nft.NAME)
@@ -394,3 +394,71 @@ def test_switching_to_the_ipvs_engine_deletes_the_table_and_nothing_else(lab: La
     assert set(lab.requests("tcp", 3, TCP_PORT)) == {"failed:ConnectionRefusedError"}
     again = _lb.drop_other_engine(IPVS_ENGINE, lab.runner, check_mode=False)
     assert (again.changed, again.cleanup, again.cleanup_diff, again.warnings) == (False, [], {}, [])
+
+
+def test_the_nftables_engine_never_runs_ipvsadm_without_ip_vs(lab: Lab, fresh: Path) -> None:
+    """This kernel has no ip_vs: the nftables engine's run does not look for the ipvs engine's entries (ipvsadm
+    would load the module)."""
+    commands: list[str] = []
+
+    def recorded(argv: Sequence[str]) -> tuple[int, str, str]:
+        commands.append(" ".join(argv))
+        return lab.runner(argv)
+
+    clusters = [(None, _model.ClusterSettings(c)) for c in PODS]
+    result = _lb.converge_lb(
+        OPTIONS,
+        clusters,  # type: ignore[arg-type]
+        SNAPSHOTS,
+        str(fresh),
+        recorded,
+        stdin_runner=lab.stdin_runner,
+        check_mode=False,
+    )
+    assert result.changed and result.cleanup == [] and result.warnings == []
+    assert commands and not [c for c in commands if "ipvsadm" in c], commands
+
+
+def without_caps(lab: Lab, *verbs: str) -> Callable[[Sequence[str]], tuple[int, str, str]]:
+    """The router's runner where nft ``verbs`` (the argv's first word after the options) run without any capability:
+    the real nft then fails as it does for a user who may not touch the ruleset."""
+
+    def run(argv: Sequence[str]) -> tuple[int, str, str]:
+        words = [w for w in argv[1:] if not w.startswith("-")]
+        if argv[0] == "nft" and words and words[0] in verbs:
+            return lab.runner(["setpriv", "--bounding-set", "-all", "--inh-caps", "-all", *argv])
+        return lab.runner(argv)
+
+    return run
+
+
+def test_an_nft_that_cannot_read_is_a_warning_and_one_that_cannot_delete_fails_the_l4_half(
+    lab: Lab, fresh: Path
+) -> None:
+    """engine: ipvs after nftables, with the real nft refused by the kernel (no CAP_NET_ADMIN): an nft that cannot
+    list the table is a warning and the table stays; one that lists it but cannot delete it fails, naming the
+    command and nft's answer. A router without nft is not looked at."""
+    converge(lab, fresh, WEIGHTED)
+    unread = _lb.drop_other_engine(IPVS_ENGINE, without_caps(lab, "list"), check_mode=False)
+    assert unread.cleanup == [] and not unread.changed
+    assert len(unread.warnings) == 1, unread.warnings
+    assert unread.warnings[0].startswith(
+        f"nftables: the nftables engine's table not looked for: nft -j list table {_nft.TABLE} failed"
+    ), unread.warnings
+    assert "Operation not permitted" in unread.warnings[0]
+    assert lab.live().present
+    with pytest.raises(
+        K8RouterError, match=rf"nftables: nft delete table {_nft.TABLE} failed: .*Operation not permitted"
+    ):
+        _lb.drop_other_engine(IPVS_ENGINE, without_caps(lab, "delete"), check_mode=False)
+    assert lab.live().present
+    absent = dataclasses.replace(IPVS_ENGINE, nft="/nonexistent/nft")
+    commands: list[str] = []
+
+    def recorded(argv: Sequence[str]) -> tuple[int, str, str]:
+        commands.append(" ".join(argv))
+        return lab.runner(argv)
+
+    result = _lb.drop_other_engine(absent, recorded, check_mode=False)
+    assert (result.cleanup, result.warnings, commands) == ([], [], [])
+    netns_exec(lab.router, "nft", "delete", "table", _nft.FAMILY, _nft.NAME)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import kubernetes.client as k8s
 import pytest
 
+from ansible_collections.k8router.edge.plugins.module_utils import _lb
 from ansible_collections.k8router.edge.plugins.module_utils._cluster import ClusterSource, publish_address, read_cluster
 from ansible_collections.k8router.edge.plugins.module_utils._errors import StatusConflictError
 from ansible_collections.k8router.edge.plugins.module_utils._lb import LbOptions, plan_lb, publish
@@ -136,3 +140,90 @@ def test_a_status_changed_between_read_and_write_is_never_overwritten(
     finally:
         with beta.api_client() as api:
             k8s.CoreV1Api(api).delete_namespace(RACE_NS)
+
+
+@pytest.fixture
+def race(router_kubeconfig: tuple[kubelab.Cluster, Path]) -> Iterator[tuple[kubelab.Cluster, Path, str]]:
+    """A namespace of the test's own with one LoadBalancer Service, web, of the set's class."""
+    beta, path = router_kubeconfig
+    ns = f"lb-pub-{uuid.uuid4().hex[:6]}"
+    with beta.api_client() as api:
+        kubeobjects.ensure_namespace(api, ns)
+        kubeobjects.create_load_balancer_service(api, ns, "web", [ServicePort("http", 80)], load_balancer_class="edge")
+    try:
+        yield beta, path, ns
+    finally:
+        with beta.api_client() as api:
+            k8s.CoreV1Api(api).delete_namespace(ns)
+
+
+def planned(path: Path, ns: str) -> tuple[Any, LbService]:
+    snap = read_cluster(source(path))
+    snap.services = [s for s in snap.services if s.namespace == ns]
+    lb, _rows = plan_lb(RACE_OPTS, [ClusterSettings("beta")], {"beta": snap})
+    return lb, next(s for s in snap.services if s.name == "web")
+
+
+def web_status(beta: kubelab.Cluster, ns: str) -> list[str | None]:
+    with beta.api_client() as api:
+        status = k8s.CoreV1Api(api).read_namespaced_service_status("web", ns).status
+    assert status is not None and status.load_balancer is not None
+    return [i.ip for i in status.load_balancer.ingress or []]
+
+
+def test_a_service_changed_during_both_writes_is_reported_never_written_a_third_time(
+    race: tuple[kubelab.Cluster, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone labels the Service just before each of the set's writes: the real API server refuses both
+    (409); the second time the Service is reported by name, never written a third time, and nothing fails."""
+    beta, path, ns = race
+    lb, _web = planned(path, ns)
+    writes: list[str] = []
+
+    def labelled_first(src: ClusterSource, namespace: str, name: str, address: str, version: str) -> None:
+        writes.append(version)
+        with beta.api_client() as api:
+            patch = {"metadata": {"labels": {"n": str(len(writes))}}}
+            k8s.CoreV1Api(api).patch_namespaced_service(name, namespace, patch)
+        publish_address(src, namespace, name, address, version)
+
+    monkeypatch.setattr(_lb, "publish_address", labelled_first)
+    assert publish(lb, [source(path)]) == [
+        f"cluster beta: service {ns}/web: status not written: HTTP 409: Conflict; it changed again while being "
+        "written (twice in one run), the next run decides again"
+    ]
+    assert len(writes) == 2 and writes[0] != writes[1]
+    assert web_status(beta, ns) == []
+
+
+def test_a_service_deleted_before_the_write_is_no_warning(race: tuple[kubelab.Cluster, Path, str]) -> None:
+    beta, path, ns = race
+    lb, _web = planned(path, ns)
+    with beta.api_client() as api:
+        k8s.CoreV1Api(api).delete_namespaced_service("web", ns)
+    assert publish(lb, [source(path)]) == []
+
+
+def test_a_service_read_without_a_resource_version_is_never_written_blind(
+    race: tuple[kubelab.Cluster, Path, str],
+) -> None:
+    """A last-known-good snapshot from before resourceVersions were kept: the Service is read again first. Here
+    another set published its address since: it is left alone and reported. Without it, written with the version
+    read."""
+    beta, path, ns = race
+    lb, web = planned(path, ns)
+    key = f"beta/{ns}/web"
+    lb.status_read[key] = dataclasses.replace(web, resource_version="")
+    with beta.api_client() as api:
+        kubeobjects.set_load_balancer_ingress(api, ns, "web", ["198.51.100.9"])
+    assert publish(lb, [source(path)]) == [
+        f"service {key}: status.loadBalancer.ingress changed since it was read (now '198.51.100.9'): "
+        f"{lb.status_writes[key]} not written, the status is left alone; the next run decides again"
+    ]
+    assert web_status(beta, ns) == ["198.51.100.9"]
+    with beta.api_client() as api:
+        kubeobjects.set_load_balancer_ingress(api, ns, "web", [])
+    lb, web = planned(path, ns)
+    lb.status_read[key] = dataclasses.replace(web, resource_version="")
+    assert publish(lb, [source(path)]) == []
+    assert web_status(beta, ns) == [lb.status_writes[key]]

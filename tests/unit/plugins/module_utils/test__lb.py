@@ -7,33 +7,22 @@ the table and every word of the ipvsadm argv is one a strict validator accepts.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import ipaddress
 import re
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import kubernetes.client as k8s
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.k8router.edge.plugins.module_utils import _lb, _nft
-from ansible_collections.k8router.edge.plugins.module_utils._cluster import ClusterSource, load_balancer_services
-from ansible_collections.k8router.edge.plugins.module_utils._errors import (
-    ClusterReadError,
-    K8RouterError,
-    StatusConflictError,
-)
+from ansible_collections.k8router.edge.plugins.module_utils import _nft
+from ansible_collections.k8router.edge.plugins.module_utils._cluster import load_balancer_services
 from ansible_collections.k8router.edge.plugins.module_utils._ipvs import plan
 from ansible_collections.k8router.edge.plugins.module_utils._lb import (
     LbOptions,
-    converge_lb,
     desired_table,
     plan_lb,
-    publish,
 )
 from ansible_collections.k8router.edge.plugins.module_utils._model import ClusterSettings, ClusterSnapshot
 from ansible_collections.k8router.edge.plugins.module_utils._services import (
@@ -134,256 +123,6 @@ def test_each_cluster_serves_its_own_load_balancer_classes() -> None:
     # without its own list, beta serves the set's classes again
     _lb, rows = plan_lb(OPTS, [ClusterSettings("alpha"), ClusterSettings("beta")], snapshots(*services))
     assert [row["service"] for row in rows] == ["alpha/ns/alpha-edge", "beta/ns/beta-edge", "beta/ns/plain"]
-
-
-# --------------------------------------------------------------------------------------------------------------
-# status writes: a resourceVersion precondition, one re-decision after a conflict, never a failed run
-
-SOURCES = [ClusterSource(c, f"/k/{c}", None, "ingress-nginx", "ingress-nginx-controller", "http", ()) for c in "ab"]
-
-
-class FakeApi:
-    """The API server as the status writer sees it: each Service's resourceVersion and status."""
-
-    def __init__(self, *services: LbService) -> None:
-        self.services: dict[str, LbService] = {s.key: s for s in services}
-        self.writes: list[tuple[str, str, str]] = []  # (key, address, resourceVersion sent)
-        self.on_write: dict[str, list[LbService | None]] = {}  # key -> what a concurrent writer leaves, per write
-
-    def publish_address(self, source: ClusterSource, namespace: str, name: str, address: str, version: str) -> None:
-        key = f"{source.name}/{namespace}/{name}"
-        if not version:  # as the real one: never a write without a precondition
-            raise StatusConflictError(f"cluster {source.name}: service {namespace}/{name}: no resourceVersion read")
-        self.writes.append((key, address, version))
-        pending = self.on_write.get(key)
-        if pending:
-            changed = pending.pop(0)
-            if changed is None:
-                del self.services[key]
-            else:
-                self.services[key] = changed
-        current = self.services.get(key)
-        if current is None:
-            raise StatusConflictError(
-                f"cluster {source.name}: service {namespace}/{name}: status not written: HTTP 404"
-            )
-        if version != current.resource_version:
-            raise StatusConflictError(
-                f"cluster {source.name}: service {namespace}/{name}: status not written: HTTP 409"
-            )
-        self.services[key] = LbService(**{**current.__dict__, "status": (address,), "resource_version": version + "+"})
-
-    def read_service(self, source: ClusterSource, namespace: str, name: str) -> LbService | None:
-        if name == "unreadable":
-            raise ClusterReadError(f"cluster {source.name}: service {namespace}/{name}: not read again: HTTP 500")
-        return self.services.get(f"{source.name}/{namespace}/{name}")
-
-
-def lb_service(cluster: str, name: str, version: str = "1", **fields: Any) -> LbService:
-    return LbService(cluster, "ns", name, f"10.96.{len(name)}.1", TCP80, "edge", resource_version=version, **fields)
-
-
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> FakeApi:
-    fake = FakeApi()
-    monkeypatch.setattr(_lb, "publish_address", fake.publish_address)
-    monkeypatch.setattr(_lb, "read_service", fake.read_service)
-    return fake
-
-
-def test_status_writes_carry_the_resource_version_read(api: FakeApi) -> None:
-    web = lb_service("a", "web", "17")
-    api.services[web.key] = web
-    lb, _rows = plan_lb(OPTS, [ClusterSettings("a")], snapshots(web))
-    assert publish(lb, SOURCES) == []
-    assert api.writes == [("a/ns/web", "192.0.2.1", "17")]
-    assert api.services[web.key].status == ("192.0.2.1",)
-
-
-def test_a_status_written_by_another_set_between_read_and_write_is_never_overwritten(api: FakeApi) -> None:
-    """Router set B owns the class too and published first, after set A read the Service: A reports, never
-    writes a second time, and its other Services are published all the same."""
-    web, db = lb_service("a", "web"), lb_service("b", "db")
-    api.services.update({web.key: web, db.key: db})
-    api.on_write[web.key] = [lb_service("a", "web", "2", status=("198.51.100.9",))]
-    lb, _rows = plan_lb(OPTS, [ClusterSettings("a"), ClusterSettings("b")], snapshots(web, db))
-    assert publish(lb, SOURCES) == [
-        "service a/ns/web: status.loadBalancer.ingress changed since it was read (now '198.51.100.9'): 192.0.2.1 "
-        "not written, the status is left alone; the next run decides again"
-    ]
-    assert api.writes == [("a/ns/web", "192.0.2.1", "1"), ("b/ns/db", "192.0.2.2", "1")]
-    assert api.services[web.key].status == ("198.51.100.9",)
-    assert api.services[db.key].status == ("192.0.2.2",)
-
-
-def test_an_unrelated_change_is_written_again_once_with_the_new_version(api: FakeApi) -> None:
-    web = lb_service("a", "web")
-    api.services[web.key] = web
-    api.on_write[web.key] = [lb_service("a", "web", "2", scheduler="rr")]
-    lb, _rows = plan_lb(OPTS, [ClusterSettings("a")], snapshots(web))
-    assert publish(lb, SOURCES) == []
-    assert api.writes == [("a/ns/web", "192.0.2.1", "1"), ("a/ns/web", "192.0.2.1", "2")]
-    assert api.services[web.key].status == ("192.0.2.1",)
-
-
-@pytest.mark.parametrize(
-    ("name", "version", "concurrent", "writes", "warning"),
-    [
-        # changed again during the second write: reported by name, never a third write, never a failure
-        ("web", "1", [lb_service("a", "web", "2", scheduler="rr"), lb_service("a", "web", "3", scheduler="sh")],
-         ["1", "2"], "cluster a: service ns/web: status not written: HTTP 409; it changed again while being "
-         "written (twice in one run), the next run decides again"),
-        # deleted meanwhile: nothing to publish
-        ("web", "1", [None], ["1"], None),
-        # read again fails: reported
-        ("unreadable", "1", [lb_service("a", "unreadable", "2")], ["1"],
-         "cluster a: service ns/unreadable: not read again: HTTP 500"),
-        # a snapshot from before resourceVersions were kept: read again first, then written with a precondition
-        ("web", "", [], ["3"], None),
-    ],
-)  # fmt: skip
-def test_conflicts_end_in_a_warning_never_a_failure(
-    api: FakeApi, *, name: str, version: str, concurrent: list[LbService | None], writes: list[str], warning: str | None
-) -> None:
-    svc = lb_service("a", name, version)
-    api.services[svc.key] = lb_service("a", name, version or "3")
-    api.on_write[svc.key] = list(concurrent)
-    lb, _rows = plan_lb(OPTS, [ClusterSettings("a")], snapshots(svc))
-    assert publish(lb, SOURCES) == ([warning] if warning else [])
-    assert [w[2] for w in api.writes] == writes
-
-
-# --------------------------------------------------------------------------------------------------------------
-# switching engines: the other engine's entries go, by the same plan / check / diff rules
-
-GOLDEN_NFT = Path(__file__).parent / "golden/nft"
-LEFT_IPVS = (
-    "-A -t 192.0.2.1:80 -s wrr\n-a -t 192.0.2.1:80 -r 10.96.0.1:80 -m -w 100\n"
-    "-A -t 198.51.100.1:80 -s rr\n-a -t 198.51.100.1:80 -r 10.0.0.1:80 -m -w 1\n"
-)
-NO_TABLE = "Error: No such file or directory\nlist table inet k8router_lb\n"
-
-
-class Kernel:
-    """ipvsadm and nft as the L4 half sees them: IPVS entries (save format) and k8router's nft table (or none)."""
-
-    def __init__(self, ipvs: str = "", nft_json: str | None = None) -> None:
-        self.ipvs = ipvs
-        self.nft_json = nft_json
-        self.calls: list[str] = []
-
-    def run(self, argv: Sequence[str]) -> tuple[int, str, str]:
-        self.calls.append(" ".join(argv))
-        if list(argv) == ["ipvsadm", "-Sn"]:
-            return 0, self.ipvs, ""
-        if argv[0] == "ipvsadm":
-            return 0, "", ""
-        if list(argv[:3]) == ["nft", "-j", "list"]:
-            return (1, "", NO_TABLE) if self.nft_json is None else (0, self.nft_json, "")
-        if list(argv[:2]) == ["nft", "delete"]:
-            self.nft_json = None
-            return 0, "", ""
-        if list(argv[:2]) == ["nft", "list"]:
-            return 0, "table inet k8router_lb { }\n", ""
-        raise AssertionError(f"unexpected command {argv}")
-
-    def stdin(self, argv: Sequence[str], data: str) -> tuple[int, str, str]:
-        self.calls.append(" ".join(argv))
-        if argv[:2] == ["nft", "-f"]:
-            self.nft_json = (GOLDEN_NFT / "empty.json").read_text()
-        return 0, "", ""
-
-    def changes(self) -> list[str]:
-        """The commands that changed something (not the reads, not the nft -c checks)."""
-        reads = ("ipvsadm -Sn", "nft -j list", "nft list", "nft -c")
-        return [c for c in self.calls if not c.startswith(reads)]
-
-
-def converge_engine(kernel: Kernel, tmp_path: Path, engine: str, *, check: bool) -> Any:
-    opts = dataclasses.replace(OPTS, engine=engine)
-    return converge_lb(opts, [], {}, str(tmp_path), kernel.run, stdin_runner=kernel.stdin, check_mode=check)
-
-
-@pytest.fixture
-def tools(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
-    """Which of ipvsadm (with ip_vs loaded) and nft this router has."""
-    present = {"ipvs": True, "nft": True}
-    monkeypatch.setattr(_lb, "_ipvs_loaded", lambda _ipvsadm: present["ipvs"])
-    monkeypatch.setattr(_lb, "_present", lambda _binary: present["nft"])
-    return present
-
-
-def test_nftables_engine_removes_the_ipvs_entries_k8router_owns(tools: dict[str, bool], tmp_path: Path) -> None:
-    kernel = Kernel(ipvs=LEFT_IPVS)
-    checked = converge_engine(kernel, tmp_path, "nftables", check=True)
-    assert checked.changed
-    assert checked.cleanup == [
-        "delete virtual service tcp 192.0.2.1:80 (with its 1 real servers) (the ipvs engine's; engine is nftables)"
-    ]
-    assert "192.0.2.1:80" in checked.cleanup_diff["before"] and "198.51.100.1" not in checked.cleanup_diff["before"]
-    assert checked.cleanup_diff["after"] == "" and checked.cleanup_diff["before_header"] == "IPVS (k8router's entries)"
-    assert kernel.changes() == []  # check mode: reported, nothing changed
-    applied = converge_engine(kernel, tmp_path, "nftables", check=False)
-    assert applied.cleanup == checked.cleanup
-    assert kernel.changes() == ["nft -f -", "ipvsadm -D -t 192.0.2.1:80"]  # the new table first; never the foreign one
-    kernel.ipvs = LEFT_IPVS[LEFT_IPVS.index("-A -t 198") :]  # what the kernel then holds: the foreign entries only
-    again = converge_engine(kernel, tmp_path, "nftables", check=False)
-    assert (again.changed, again.cleanup) == (False, [])
-
-
-def test_without_ip_vs_ipvsadm_is_never_run(tools: dict[str, bool], tmp_path: Path) -> None:
-    tools["ipvs"] = False
-    kernel = Kernel(ipvs=LEFT_IPVS)
-    result = converge_engine(kernel, tmp_path, "nftables", check=False)
-    assert result.cleanup == [] and result.warnings == []
-    assert not [c for c in kernel.calls if c.startswith("ipvsadm")]
-
-
-def test_ipvs_engine_deletes_the_nftables_engines_table(tools: dict[str, bool], tmp_path: Path) -> None:
-    kernel = Kernel(nft_json=(GOLDEN_NFT / "services.json").read_text())
-    checked = converge_engine(kernel, tmp_path, "ipvs", check=True)
-    assert checked.changed and checked.operations == []
-    assert checked.cleanup == ["delete table inet k8router_lb (the nftables engine's; engine is ipvs)"]
-    assert checked.cleanup_diff["before"].startswith("table inet k8router_lb {\n")
-    assert (GOLDEN_NFT / "services.nft").read_text().endswith(checked.cleanup_diff["before"])  # the table as rendered
-    assert checked.cleanup_diff["after"] == ""
-    assert kernel.changes() == []
-    applied = converge_engine(kernel, tmp_path, "ipvs", check=False)
-    assert applied.changed and kernel.changes() == ["nft delete table inet k8router_lb"]
-    again = converge_engine(kernel, tmp_path, "ipvs", check=False)
-    assert (again.changed, again.cleanup, again.warnings) == (False, [], [])
-
-
-def test_ipvs_engine_without_nft_or_with_an_nft_that_fails(tools: dict[str, bool], tmp_path: Path) -> None:
-    tools["nft"] = False
-    kernel = Kernel(nft_json="{}")
-    assert converge_engine(kernel, tmp_path, "ipvs", check=False).cleanup == []
-    assert not [c for c in kernel.calls if c.startswith("nft")]
-    tools["nft"] = True
-
-    def refusing(argv: Sequence[str]) -> tuple[int, str, str]:
-        if argv[0] == "nft":
-            return 1, "", "Error: Could not process rule: Operation not permitted"
-        return kernel.run(argv)
-
-    result = converge_lb(OPTS, [], {}, str(tmp_path), refusing, check_mode=False)
-    assert result.cleanup == []
-    assert result.warnings == [
-        "nftables: the nftables engine's table not looked for: nft -j list table inet k8router_lb failed (rc=1): "
-        "Error: Could not process rule: Operation not permitted"
-    ]
-
-
-def test_a_removal_that_fails_fails_the_l4_half_with_its_warnings(tools: dict[str, bool], tmp_path: Path) -> None:
-    kernel = Kernel(nft_json="{}")
-
-    def refusing(argv: Sequence[str]) -> tuple[int, str, str]:
-        if list(argv[:2]) == ["nft", "delete"]:
-            return 1, "", "Error: Device or resource busy"
-        return kernel.run(argv)
-
-    with pytest.raises(K8RouterError, match=r"nftables: nft delete table inet k8router_lb failed: Error: Device"):
-        converge_lb(OPTS, [], {}, str(tmp_path), refusing, check_mode=False)
 
 
 # --------------------------------------------------------------------------------------------------------------
